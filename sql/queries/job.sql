@@ -1,0 +1,97 @@
+-- Named statements over the job functions. psycopg %(name)s placeholders; every parameter is
+-- cast so that any DB-API driver with pyformat parameters can run them (psycopg 2 and 3).
+
+-- name: enqueue :one
+SELECT *
+FROM skiplock.enqueue(
+    queue => %(queue)s::text,
+    task => %(task)s::text,
+    args => %(args)s::jsonb,
+    priority => %(priority)s::integer,
+    run_at => %(run_at)s::timestamptz,
+    delay => %(delay)s::interval,
+    max_attempts => %(max_attempts)s::integer,
+    dedupe_key => %(dedupe_key)s::text
+);
+
+-- name: enqueue_many :many
+SELECT id
+FROM skiplock.enqueue_many(
+    queues => %(queues)s::text[],
+    tasks => %(tasks)s::text[],
+    args => %(args)s::text[]::jsonb[],
+    priorities => %(priorities)s::integer[],
+    run_ats => %(run_ats)s::timestamptz[],
+    delays => %(delays)s::interval[],
+    max_attempts => %(max_attempts)s::integer[],
+    dedupe_keys => %(dedupe_keys)s::text[]
+) AS id;
+
+-- name: claim :many
+SELECT *
+FROM skiplock.claim(
+    queues => %(queues)s::text[],
+    worker_id => %(worker_id)s::uuid,
+    max_jobs => %(max_jobs)s::integer,
+    lease => %(lease)s::interval
+);
+
+-- name: complete :many
+SELECT id
+FROM skiplock.complete(
+    job_ids => %(job_ids)s::bigint[],
+    lease_tokens => %(lease_tokens)s::uuid[],
+    results => %(results)s::text[]::jsonb[]
+) AS id;
+
+-- name: fail :one
+SELECT skiplock.fail(
+    job_id => %(job_id)s::bigint,
+    lease_token => %(lease_token)s::uuid,
+    error => %(error)s::text,
+    error_type => %(error_type)s::text,
+    traceback => %(traceback)s::text,
+    retry_in => %(retry_in)s::interval,
+    retryable => %(retryable)s::boolean
+) AS state;
+
+-- name: heartbeat :many
+SELECT id
+FROM skiplock.heartbeat(
+    job_ids => %(job_ids)s::bigint[],
+    lease_tokens => %(lease_tokens)s::uuid[],
+    lease => %(lease)s::interval
+) AS id;
+
+-- name: release :many
+SELECT id
+FROM skiplock.release(
+    job_ids => %(job_ids)s::bigint[],
+    lease_tokens => %(lease_tokens)s::uuid[]
+) AS id;
+
+-- name: reap :many
+SELECT job_id, state
+FROM skiplock.reap(max_jobs => %(max_jobs)s::integer);
+
+-- name: retry :many
+SELECT id
+FROM skiplock.retry(job_ids => %(job_ids)s::bigint[]) AS id;
+
+-- name: cancel :many
+SELECT job_id, state
+FROM skiplock.cancel(job_ids => %(job_ids)s::bigint[]);
+
+-- name: get_job :one
+SELECT *
+FROM skiplock.jobs
+WHERE id = %(job_id)s::bigint;
+
+-- name: list_jobs :many
+SELECT *
+FROM skiplock.jobs
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(state)s::skiplock.job_state IS NULL OR state = %(state)s::skiplock.job_state)
+  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+ORDER BY id DESC
+LIMIT %(limit)s::integer;

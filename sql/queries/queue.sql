@@ -1,0 +1,12 @@
+-- name: pause_queue :one
+SELECT *
+FROM skiplock.pause_queue(queue => %(queue)s::text, until => %(until)s::timestamptz);
+
+-- name: resume_queue :one
+SELECT *
+FROM skiplock.resume_queue(queue => %(queue)s::text);
+
+-- name: queue_stats :many
+SELECT *
+FROM skiplock.queue_stats
+ORDER BY queue, state;

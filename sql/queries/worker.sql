@@ -1,0 +1,25 @@
+-- name: register_worker :exec
+SELECT skiplock.register_worker(
+    worker_id => %(worker_id)s::uuid,
+    host => %(host)s::text,
+    pid => %(pid)s::integer,
+    queues => %(queues)s::text[],
+    concurrency => %(concurrency)s::integer
+);
+
+-- name: worker_heartbeat :one
+SELECT skiplock.worker_heartbeat(
+    worker_id => %(worker_id)s::uuid,
+    jobs_done => %(jobs_done)s::bigint
+) AS alive;
+
+-- name: deregister_worker :exec
+SELECT skiplock.deregister_worker(worker_id => %(worker_id)s::uuid);
+
+-- name: ensure_partitions :many
+SELECT name
+FROM skiplock.ensure_partitions(days_ahead => %(days_ahead)s::integer) AS name;
+
+-- name: drop_partitions :many
+SELECT name
+FROM skiplock.drop_partitions(retention => %(retention)s::interval) AS name;

@@ -1,0 +1,58 @@
+"""skiplock: a Postgres-native job queue. The database is the engine."""
+
+from __future__ import annotations
+
+from skiplock.client import Client
+from skiplock.client_async import AsyncClient
+from skiplock.context import JobContext, current_job
+from skiplock.defaults import configure
+from skiplock.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    Fail,
+    InvalidInput,
+    JobNotFound,
+    LeaseLost,
+    Retry,
+    SchemaAhead,
+    SchemaMissing,
+    SchemaOutdated,
+    SkiplockError,
+)
+from skiplock.migrate import Migrator
+from skiplock.migrate_async import AsyncMigrator, MigrationStatus
+from skiplock.models import Job, JobSpec, JobState, QueueStat
+from skiplock.task import Task, task
+from skiplock.worker import AsyncWorker, Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncClient",
+    "AsyncMigrator",
+    "AsyncWorker",
+    "Client",
+    "ConfigError",
+    "DatabaseUnavailable",
+    "Fail",
+    "InvalidInput",
+    "Job",
+    "JobContext",
+    "JobNotFound",
+    "JobSpec",
+    "JobState",
+    "LeaseLost",
+    "MigrationStatus",
+    "Migrator",
+    "QueueStat",
+    "Retry",
+    "SchemaAhead",
+    "SchemaMissing",
+    "SchemaOutdated",
+    "SkiplockError",
+    "Task",
+    "Worker",
+    "configure",
+    "current_job",
+    "task",
+]

@@ -1,0 +1,23 @@
+"""How many jobs to claim, and how long to wait before polling again."""
+
+from __future__ import annotations
+
+import random
+
+__all__ = ["claim_size", "poll_delay_s"]
+
+
+def claim_size(*, concurrency: int, in_flight: int, prefetch: int, max_batch: int) -> int:
+    """Return how many jobs to claim now.
+
+    A worker keeps at most ``concurrency + prefetch`` jobs leased: enough to start the next job
+    the moment one finishes, few enough that a crash strands little work (pitfalls FM-A7).
+    """
+    room = concurrency + prefetch - in_flight
+    return max(0, min(room, max_batch))
+
+
+def poll_delay_s(poll_interval_s: float, *, jitter: float = 0.1, rng: random.Random | None = None) -> float:
+    """Return the next poll delay: the floor interval with ±jitter so workers do not poll in step."""
+    r = (rng or random).uniform(1 - jitter, 1 + jitter)
+    return max(0.0, poll_interval_s * r)

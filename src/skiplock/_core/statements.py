@@ -1,0 +1,186 @@
+"""Domain calls → bound named statements (a name from ``sql/queries`` plus its parameters)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from skiplock._sql import QUERIES, Statement
+from skiplock.errors import ConfigError
+from skiplock.models import JobSpec, JobState, Json
+
+__all__ = ["BoundStatement", "dumps"]
+
+
+@dataclass(frozen=True, slots=True)
+class BoundStatement:
+    """A named statement and the parameters to run it with."""
+
+    statement: Statement
+    params: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.statement.name
+
+
+def _bind(name: str, **params: Any) -> BoundStatement:
+    return BoundStatement(QUERIES[name], params)
+
+
+def dumps(value: Json) -> str:
+    """Encode a JSON value compactly; raise ConfigError for what JSON cannot hold."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"value is not JSON-serialisable: {exc}") from exc
+
+
+def _args(args: Json) -> str:
+    if not isinstance(args, dict):
+        raise ConfigError(f"job args must be a dict of keyword arguments, got {type(args).__name__}")
+    return dumps(args)
+
+
+def enqueue(spec: JobSpec) -> BoundStatement:
+    return _bind(
+        "enqueue",
+        queue=spec.queue,
+        task=spec.task,
+        args=_args(spec.args),
+        priority=spec.priority,
+        run_at=spec.run_at,
+        delay=spec.delay,
+        max_attempts=spec.max_attempts,
+        dedupe_key=spec.dedupe_key,
+    )
+
+
+def enqueue_many(specs: Sequence[JobSpec]) -> BoundStatement:
+    """Bind one batch. Columns that are the same for every job are sent once (broadcast)."""
+
+    def column(values: list[Any]) -> list[Any] | None:
+        first = values[0]
+        if all(v == first for v in values):
+            return None if first is None else [first]
+        return values
+
+    return _bind(
+        "enqueue_many",
+        queues=column([s.queue for s in specs]),
+        tasks=[s.task for s in specs],
+        args=[_args(s.args) for s in specs],
+        priorities=column([s.priority for s in specs]),
+        run_ats=column([s.run_at for s in specs]),
+        delays=column([s.delay for s in specs]),
+        max_attempts=column([s.max_attempts for s in specs]),
+        dedupe_keys=column([s.dedupe_key for s in specs]),
+    )
+
+
+def claim(queues: Sequence[str], worker_id: UUID, max_jobs: int, lease: timedelta) -> BoundStatement:
+    return _bind("claim", queues=list(queues), worker_id=worker_id, max_jobs=max_jobs, lease=lease)
+
+
+def complete(job_ids: Sequence[int], lease_tokens: Sequence[UUID], results: Sequence[Json]) -> BoundStatement:
+    encoded = [None if r is None else dumps(r) for r in results]
+    return _bind(
+        "complete",
+        job_ids=list(job_ids),
+        lease_tokens=list(lease_tokens),
+        results=None if all(r is None for r in encoded) else encoded,
+    )
+
+
+def fail(
+    job_id: int,
+    lease_token: UUID,
+    *,
+    error: str,
+    error_type: str | None = None,
+    traceback: str | None = None,
+    retry_in: timedelta | None = None,
+    retryable: bool = True,
+) -> BoundStatement:
+    return _bind(
+        "fail",
+        job_id=job_id,
+        lease_token=lease_token,
+        error=error,
+        error_type=error_type,
+        traceback=traceback,
+        retry_in=retry_in,
+        retryable=retryable,
+    )
+
+
+def heartbeat(job_ids: Sequence[int], lease_tokens: Sequence[UUID], lease: timedelta) -> BoundStatement:
+    return _bind("heartbeat", job_ids=list(job_ids), lease_tokens=list(lease_tokens), lease=lease)
+
+
+def release(job_ids: Sequence[int], lease_tokens: Sequence[UUID]) -> BoundStatement:
+    return _bind("release", job_ids=list(job_ids), lease_tokens=list(lease_tokens))
+
+
+def reap(max_jobs: int = 1000) -> BoundStatement:
+    return _bind("reap", max_jobs=max_jobs)
+
+
+def retry(job_ids: Sequence[int]) -> BoundStatement:
+    return _bind("retry", job_ids=list(job_ids))
+
+
+def cancel(job_ids: Sequence[int]) -> BoundStatement:
+    return _bind("cancel", job_ids=list(job_ids))
+
+
+def get_job(job_id: int) -> BoundStatement:
+    return _bind("get_job", job_id=job_id)
+
+
+def list_jobs(
+    *, queue: str | None = None, state: JobState | None = None, task: str | None = None, limit: int = 100
+) -> BoundStatement:
+    return _bind(
+        "list_jobs", queue=queue, state=None if state is None else state.value, task=task, limit=limit
+    )
+
+
+def pause_queue(queue: str, until: datetime | None = None) -> BoundStatement:
+    return _bind("pause_queue", queue=queue, until=until)
+
+
+def resume_queue(queue: str) -> BoundStatement:
+    return _bind("resume_queue", queue=queue)
+
+
+def queue_stats() -> BoundStatement:
+    return _bind("queue_stats")
+
+
+def register_worker(
+    worker_id: UUID, host: str, pid: int, queues: Sequence[str], concurrency: int
+) -> BoundStatement:
+    return _bind(
+        "register_worker", worker_id=worker_id, host=host, pid=pid, queues=list(queues), concurrency=concurrency
+    )
+
+
+def worker_heartbeat(worker_id: UUID, jobs_done: int) -> BoundStatement:
+    return _bind("worker_heartbeat", worker_id=worker_id, jobs_done=jobs_done)
+
+
+def deregister_worker(worker_id: UUID) -> BoundStatement:
+    return _bind("deregister_worker", worker_id=worker_id)
+
+
+def ensure_partitions(days_ahead: int = 3) -> BoundStatement:
+    return _bind("ensure_partitions", days_ahead=days_ahead)
+
+
+def drop_partitions(retention: timedelta) -> BoundStatement:
+    return _bind("drop_partitions", retention=retention)

@@ -1,0 +1,3 @@
+"""Thin driver: runs named statements on psycopg and translates errors. Internal; may change."""
+
+from __future__ import annotations

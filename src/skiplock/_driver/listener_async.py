@@ -1,0 +1,92 @@
+"""One dedicated LISTEN connection that wakes the worker when jobs arrive.
+
+Notifications are hints, never the source of truth (the worker also polls). After any
+connection loss the listener reconnects with exponential backoff, issues LISTEN again, and only
+then reports ``on_connect_cb`` so the worker runs a catch-up poll: a job enqueued while we were
+disconnected is found by that poll (pitfalls FM-C2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Collection
+from typing import Any
+
+import psycopg
+
+__all__ = ["CHANNEL", "AsyncListener"]
+
+CHANNEL = "skiplock_insert"
+log = logging.getLogger("skiplock.listener")
+
+
+class AsyncListener:
+    """LISTEN on ``skiplock_insert`` and call ``on_notify_cb(queue)`` for our queues."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        queues: Collection[str],
+        on_notify_cb: Callable[[str], None],
+        on_connect_cb: Callable[[], None],
+        *,
+        max_backoff_s: float = 5.0,
+        ping_interval_s: float = 5.0,
+    ) -> None:
+        self.conninfo = conninfo
+        self.queues = frozenset(queues)
+        self.on_notify_cb = on_notify_cb
+        self.on_connect_cb = on_connect_cb
+        self.max_backoff_s = max_backoff_s
+        self.ping_interval_s = ping_interval_s
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self._stopping = asyncio.Event()
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def run(self) -> None:
+        """Listen until ``stop()``; reconnect forever on errors."""
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                await self._listen_once()
+                backoff = 0.1
+            except (psycopg.Error, OSError) as exc:
+                self.connected.clear()
+                if self._stopping.is_set():
+                    break
+                log.warning("listener connection lost (%s); reconnecting in %.1fs", exc, backoff)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+                except asyncio.TimeoutError:
+                    pass
+                backoff = min(self.max_backoff_s, backoff * 2)
+                self.reconnects += 1
+            finally:
+                await self._close_conn()
+
+    async def stop(self) -> None:
+        """Stop listening and close the connection."""
+        self._stopping.set()
+        await self._close_conn()
+
+    async def _close_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            await conn.close()
+
+    async def _listen_once(self) -> None:
+        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        self._conn = conn
+        await conn.execute(f"LISTEN {CHANNEL}")
+        self.connected.set()
+        self.on_connect_cb()  # catch-up poll: anything enqueued while we were away
+        while not self._stopping.is_set():
+            # A bounded wait doubles as a liveness ping: a dead socket raises on the next query.
+            async for notify in conn.notifies(timeout=self.ping_interval_s):
+                if notify.payload in self.queues:
+                    self.on_notify_cb(notify.payload)
+            if self._stopping.is_set():
+                return
+            await conn.execute("SELECT 1")

@@ -1,0 +1,226 @@
+"""AsyncClient: enqueue and manage jobs from asyncio code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from skiplock._core import statements
+from skiplock._core.rows import job_from_row, queue_stat_from_row
+from skiplock._driver._acompat import ALock
+from skiplock._driver.connection import resolve_async
+from skiplock._driver.errors import translate
+from skiplock._driver.executor_async import AsyncExecutor
+from skiplock.errors import ConfigError, JobNotFound
+from skiplock.models import Job, JobSpec, JobState, Json, QueueStat
+from skiplock.settings import DEFAULT_QUEUE, ENQUEUE_CHUNK, resolve_dsn
+
+__all__ = ["AsyncClient"]
+
+
+class AsyncClient:
+    """Enqueue and manage jobs (asyncio).
+
+    Args:
+        dsn: libpq connection string or URL; default from ``SKIPLOCK_DSN``, ``DATABASE_URL``,
+            then libpq's ``PG*`` variables.
+        min_size: connections kept open in the pool.
+        max_size: most connections the pool opens.
+
+    The pool opens on first use (or ``await client.open()``); close it with ``close()`` or by
+    using the client as a context manager. Every write takes ``conn=``: a psycopg connection or
+    SQLAlchemy session whose open transaction the write joins, so a rollback leaves no job.
+    """
+
+    def __init__(self, dsn: str | None = None, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.dsn = resolve_dsn(dsn)
+        self._pool = AsyncConnectionPool(
+            self.dsn,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            kwargs={"autocommit": True},
+            name="skiplock-client",
+        )
+        self._executor = AsyncExecutor(self._pool)
+        self._open_lock = ALock()
+        self._is_open = False
+        self._is_closed = False
+
+    async def __aenter__(self) -> AsyncClient:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def cancel(self, job_ids: Sequence[int], *, conn: Any = None) -> dict[int, JobState]:
+        """Cancel jobs; return each known id with its state after the call.
+
+        Queued jobs become ``cancelled`` and never run. A running job keeps ``running`` with a
+        cancel request: its current attempt finishes and it is not retried. Finished jobs are
+        reported unchanged.
+        """
+        rows = await self._all(statements.cancel(job_ids), conn)
+        return {int(r["job_id"]): JobState(r["state"]) for r in rows}
+
+    async def close(self) -> None:
+        """Close the pool. Idempotent."""
+        if self._is_closed:
+            return
+        self._is_closed = True
+        if self._is_open:
+            await self._pool.close()
+
+    async def enqueue(
+        self,
+        task: str,
+        args: dict[str, Json] | None = None,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        run_at: datetime | None = None,
+        delay: timedelta | None = None,
+        max_attempts: int | None = None,
+        dedupe_key: str | None = None,
+        conn: Any = None,
+    ) -> Job:
+        """Enqueue one job and return it.
+
+        With ``dedupe_key``, if a live job already holds the key, that job is returned and nothing
+        is inserted (no error, safe inside the caller's transaction). ``run_at`` wins over
+        ``delay``; both are resolved with the database clock.
+
+        Raises:
+            InvalidInput: the database rejected a name, the args or an option; nothing was written.
+        """
+        spec = JobSpec(
+            task=task,
+            args=args or {},
+            queue=queue,
+            priority=priority,
+            run_at=run_at,
+            delay=delay,
+            max_attempts=max_attempts,
+            dedupe_key=dedupe_key,
+        )
+        row = await self._one(statements.enqueue(spec), conn)
+        if row is None or row.get("id") is None:  # pragma: no cover - the function always returns a row
+            raise JobNotFound("enqueue returned no job")
+        return job_from_row(row)
+
+    async def enqueue_many(self, specs: Iterable[JobSpec], *, conn: Any = None) -> list[int]:
+        """Enqueue many jobs in as few round trips as possible; return their ids in order.
+
+        Batches above the server's batch limit are split, all inside one transaction: either
+        every job is enqueued or none is.
+        """
+        batch = list(specs)
+        if not batch:
+            return []
+        chunks = [batch[i : i + ENQUEUE_CHUNK] for i in range(0, len(batch), ENQUEUE_CHUNK)]
+        ids: list[int] = []
+        if conn is not None:
+            raw = await resolve_async(conn)
+            for chunk in chunks:
+                rows = await self._executor.all(statements.enqueue_many(chunk), conn=raw)
+                ids.extend(int(r["id"]) for r in rows)
+            return ids
+        await self._ensure_open()
+        if len(chunks) == 1:
+            rows = await self._executor.all(statements.enqueue_many(chunks[0]))
+            return [int(r["id"]) for r in rows]
+        try:
+            async with self._pool.connection() as pooled, pooled.transaction():
+                for chunk in chunks:
+                    rows = await self._executor.all(statements.enqueue_many(chunk), conn=pooled)
+                    ids.extend(int(r["id"]) for r in rows)
+        except psycopg.Error as exc:
+            translated = translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+        return ids
+
+    async def get_job(self, job_id: int) -> Job:
+        """Return a live or retained job by id.
+
+        Raises:
+            JobNotFound: no job with that id (never existed, or its history partition was dropped).
+        """
+        row = await self._one(statements.get_job(job_id), None)
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        return job_from_row(row)
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Return the newest jobs matching every filter given."""
+        rows = await self._all(statements.list_jobs(queue=queue, state=state, task=task, limit=limit), None)
+        return [job_from_row(r) for r in rows]
+
+    async def open(self) -> None:
+        """Open the pool, failing fast with DatabaseUnavailable if the server cannot be reached."""
+        async with self._open_lock:
+            if self._is_open:
+                return
+            if self._is_closed:
+                raise ConfigError("this client is closed")
+            try:
+                probe = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=10)
+            except psycopg.Error as exc:
+                translated = translate(exc)
+                if translated is None:
+                    raise
+                raise translated from exc
+            await probe.close()
+            await self._pool.open(wait=True, timeout=30)
+            self._is_open = True
+
+    async def pause_queue(self, queue: str, *, until: datetime | None = None) -> None:
+        """Stop every worker from claiming jobs of ``queue`` (until ``until``, if given)."""
+        await self._one(statements.pause_queue(queue, until), None)
+
+    async def queue_stats(self) -> list[QueueStat]:
+        """Return ``skiplock.queue_stats``: counts per queue and state."""
+        return [queue_stat_from_row(r) for r in await self._all(statements.queue_stats(), None)]
+
+    async def reap(self, max_jobs: int = 1000) -> dict[int, JobState]:
+        """Return expired leases to their queues now; return each job touched with its new state."""
+        rows = await self._all(statements.reap(max_jobs), None)
+        return {int(r["job_id"]): JobState(r["state"]) for r in rows}
+
+    async def resume_queue(self, queue: str) -> None:
+        """Let workers claim jobs of ``queue`` again."""
+        await self._one(statements.resume_queue(queue), None)
+
+    async def retry(self, job_ids: Sequence[int], *, conn: Any = None) -> list[int]:
+        """Run failed, cancelled, scheduled or retryable jobs again now; return the ids affected."""
+        return [int(r["id"]) for r in await self._all(statements.retry(job_ids), conn)]
+
+    async def _all(self, stmt: statements.BoundStatement, conn: Any) -> list[Any]:
+        if conn is not None:
+            return await self._executor.all(stmt, conn=await resolve_async(conn))
+        await self._ensure_open()
+        return await self._executor.all(stmt)
+
+    async def _ensure_open(self) -> None:
+        if not self._is_open:
+            await self.open()
+
+    async def _one(self, stmt: statements.BoundStatement, conn: Any) -> Any:
+        rows = await self._all(stmt, conn)
+        return rows[0] if rows else None

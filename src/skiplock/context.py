@@ -1,0 +1,61 @@
+"""The running job's context: ``skiplock.current_job()`` inside a task."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from skiplock.errors import ConfigError
+from skiplock.models import Job
+
+__all__ = ["JobContext", "current_job"]
+
+
+@dataclass(slots=True, kw_only=True)
+class JobContext:
+    """What a task can know about the attempt it runs in.
+
+    Attributes:
+        job: the job as claimed (attempt already counts this run).
+        worker_id: the worker running it.
+    """
+
+    job: Job
+    worker_id: UUID
+    _lease_lost: threading.Event = field(default_factory=threading.Event)
+    _cancel_requested: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once the worker is shutting down hard or the job was cancelled: stop early."""
+        return self._cancel_requested.is_set()
+
+    @property
+    def lease_lost(self) -> bool:
+        """True once the worker learned it no longer holds this job: its outcome will be ignored."""
+        return self._lease_lost.is_set()
+
+
+_CURRENT: contextvars.ContextVar[JobContext] = contextvars.ContextVar("skiplock_current_job")
+
+
+def current_job() -> JobContext:
+    """Return the context of the job running in this task (thread or coroutine).
+
+    Raises:
+        ConfigError: called outside a job run by a skiplock worker.
+    """
+    try:
+        return _CURRENT.get()
+    except LookupError:
+        raise ConfigError("current_job() called outside a running skiplock job") from None
+
+
+def set_current(ctx: JobContext) -> contextvars.Token[JobContext]:
+    return _CURRENT.set(ctx)

@@ -1,0 +1,75 @@
+"""Exceptions raised by skiplock.
+
+Every error skiplock raises on purpose subclasses :class:`SkiplockError`; errors from the
+database are translated at the driver boundary and keep the original as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+__all__ = [
+    "ConfigError",
+    "DatabaseUnavailable",
+    "Fail",
+    "InvalidInput",
+    "JobNotFound",
+    "LeaseLost",
+    "Retry",
+    "SchemaAhead",
+    "SchemaMissing",
+    "SchemaOutdated",
+    "SkiplockError",
+]
+
+
+class SkiplockError(Exception):
+    """Base class of every skiplock error."""
+
+
+class ConfigError(SkiplockError):
+    """Settings, task registration or arguments that cannot work (raised before any I/O)."""
+
+
+class InvalidInput(SkiplockError):
+    """The database rejected a call's input (bad queue or task name, args, sizes); nothing was written."""
+
+
+class DatabaseUnavailable(SkiplockError):
+    """The server could not be reached or the connection was lost."""
+
+
+class SchemaMissing(SkiplockError):
+    """The ``skiplock`` schema is not installed in this database: run ``skiplock migrate``."""
+
+
+class SchemaOutdated(SkiplockError):
+    """The database schema is older than this version of skiplock: run ``skiplock migrate``."""
+
+
+class SchemaAhead(SkiplockError):
+    """The database schema is newer than this version of skiplock: upgrade the package."""
+
+
+class JobNotFound(SkiplockError):
+    """No live or retained job has that id."""
+
+
+class LeaseLost(SkiplockError):
+    """The worker no longer holds the job's lease (it was reaped or finalized elsewhere)."""
+
+
+class Retry(Exception):  # noqa: N818 - a control-flow signal raised by tasks, named as users say it
+    """Raise inside a task to retry the job after ``after`` (default: the task's backoff).
+
+    The retry counts as an attempt: when attempts are used up the job ends in ``failed``.
+    """
+
+    def __init__(self, after: timedelta | None = None, reason: str = "retry requested") -> None:
+        super().__init__(reason)
+        self.after = after
+        self.reason = reason
+
+
+class Fail(Exception):  # noqa: N818 - a control-flow signal raised by tasks
+    """Raise inside a task to fail the job now, without further retries (dead-letter it)."""

@@ -1,0 +1,88 @@
+"""Plain data types shared by every layer: jobs, job states, queue statistics."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+__all__ = ["FINAL_STATES", "Job", "JobSpec", "JobState", "Json", "QueueStat"]
+
+#: A JSON value as psycopg decodes ``jsonb``.
+Json = Any
+
+
+class JobState(str, enum.Enum):
+    """The states of a job; mirrors the ``skiplock.job_state`` enum (a test keeps them equal)."""
+
+    SCHEDULED = "scheduled"
+    AVAILABLE = "available"
+    RUNNING = "running"
+    RETRYABLE = "retryable"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """One job as stored in ``skiplock.job`` (live) or ``skiplock.job_history`` (finished)."""
+
+    id: int
+    queue: str
+    task: str
+    args: dict[str, Json]
+    state: JobState
+    priority: int = 0
+    attempt: int = 0
+    max_attempts: int = 10
+    run_at: datetime | None = None
+    created_at: datetime | None = None
+    attempted_at: datetime | None = None
+    lease_token: UUID | None = None
+    lease_expires_at: datetime | None = None
+    worker_id: UUID | None = None
+    dedupe_key: str | None = None
+    cancel_requested: bool = False
+    errors: list[dict[str, Json]] = field(default_factory=list)
+    finished_at: datetime | None = None
+    result: Json = None
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the job reached a final state (completed, failed or cancelled)."""
+        return self.state in FINAL_STATES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSpec:
+    """What to enqueue: a task name, its keyword arguments and per-job options."""
+
+    task: str
+    args: dict[str, Json] = field(default_factory=dict)
+    queue: str = "default"
+    priority: int = 0
+    run_at: datetime | None = None
+    delay: timedelta | None = None
+    max_attempts: int | None = None
+    dedupe_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStat:
+    """One row of ``skiplock.queue_stats``: a queue and state with its count."""
+
+    queue: str
+    state: JobState
+    jobs: int
+    oldest_age: timedelta | None
+    per_second: float | None
+    paused: bool

@@ -1,0 +1,254 @@
+"""``@skiplock.task``: declare a task, enqueue it, and the registry workers run from."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar, overload
+
+from skiplock.defaults import get_async_client, get_client
+from skiplock.errors import ConfigError
+from skiplock.models import Job, JobSpec, Json
+from skiplock.settings import DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE
+
+__all__ = ["REGISTRY", "Task", "TaskCall", "task"]
+
+R = TypeVar("R")
+
+#: Every task declared in this process, by name. Workers run from it by default.
+REGISTRY: dict[str, Task[Any]] = {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Options:
+    queue: str
+    priority: int = 0
+    max_attempts: int | None = None
+    run_at: datetime | None = None
+    delay: timedelta | None = None
+    dedupe_key: str | None = None
+    conn: Any = None
+    client: Any = None
+
+
+class Task(Generic[R]):
+    """A function registered as a skiplock task. Call it to run it inline; enqueue it to run it on a worker."""
+
+    def __init__(
+        self,
+        fn: Callable[..., R],
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout: timedelta | None = None,
+        retry_backoff: Callable[[int], timedelta] | None = None,
+        no_retry_on: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        if timeout is not None and (not isinstance(timeout, timedelta) or timeout <= timedelta(0)):
+            raise ConfigError(f"timeout must be a positive timedelta, got {timeout!r}")
+        if not 1 <= max_attempts <= 1000:
+            raise ConfigError(f"max_attempts must be between 1 and 1000, got {max_attempts}")
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.queue = queue
+        self.priority = priority
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self.retry_backoff = retry_backoff
+        self.no_retry_on = no_retry_on
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+        self.__doc__ = fn.__doc__
+        self.__name__ = fn.__name__
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<skiplock.Task {self.name!r} queue={self.queue!r}>"
+
+    def bind_args(self, args: Mapping[str, Json]) -> dict[str, Json]:
+        """Check that ``args`` fit the function's signature; raise ConfigError otherwise."""
+        try:
+            self.signature.bind(**args)
+        except TypeError as exc:
+            raise ConfigError(f"bad arguments for task {self.name!r}: {exc}") from None
+        return dict(args)
+
+    def using(
+        self,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        run_at: datetime | None = None,
+        delay: timedelta | None = None,
+        dedupe_key: str | None = None,
+        conn: Any = None,
+        client: Any = None,
+    ) -> TaskCall[R]:
+        """Return this task with per-call options (queue, priority, delay, dedupe key, conn…)."""
+        return TaskCall(self, self._defaults()).using(
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            run_at=run_at,
+            delay=delay,
+            dedupe_key=dedupe_key,
+            conn=conn,
+            client=client,
+        )
+
+    def enqueue(self, **kwargs: Json) -> Job:
+        """Enqueue one run with these keyword arguments (default client, or see :meth:`using`)."""
+        return TaskCall(self, self._defaults()).enqueue(**kwargs)
+
+    async def aenqueue(self, **kwargs: Json) -> Job:
+        """Enqueue one run from asyncio code."""
+        return await TaskCall(self, self._defaults()).aenqueue(**kwargs)
+
+    def enqueue_many(self, kwargs_list: Iterable[Mapping[str, Json]]) -> list[int]:
+        """Enqueue one run per mapping of keyword arguments, in one round trip per 5,000 jobs."""
+        return TaskCall(self, self._defaults()).enqueue_many(kwargs_list)
+
+    async def aenqueue_many(self, kwargs_list: Iterable[Mapping[str, Json]]) -> list[int]:
+        """Enqueue many runs from asyncio code."""
+        return await TaskCall(self, self._defaults()).aenqueue_many(kwargs_list)
+
+    def _defaults(self) -> _Options:
+        return _Options(queue=self.queue, priority=self.priority, max_attempts=self.max_attempts)
+
+
+class TaskCall(Generic[R]):
+    """A task with per-call options bound; immutable (``using`` returns a new one)."""
+
+    def __init__(self, task: Task[R], options: _Options) -> None:
+        self.task = task
+        self.options = options
+
+    def using(self, **changes: Any) -> TaskCall[R]:
+        """Return a copy with more options set (None leaves an option unchanged)."""
+        return TaskCall(self.task, replace(self.options, **{k: v for k, v in changes.items() if v is not None}))
+
+    def enqueue(self, **kwargs: Json) -> Job:
+        """Enqueue one run; inside ``conn``'s transaction when ``conn`` was given."""
+        spec = self._spec(kwargs)
+        client = self.options.client or get_client()
+        return client.enqueue(  # type: ignore[no-any-return]
+            spec.task,
+            spec.args,
+            queue=spec.queue,
+            priority=spec.priority,
+            run_at=spec.run_at,
+            delay=spec.delay,
+            max_attempts=spec.max_attempts,
+            dedupe_key=spec.dedupe_key,
+            conn=self.options.conn,
+        )
+
+    async def aenqueue(self, **kwargs: Json) -> Job:
+        """Enqueue one run from asyncio code."""
+        spec = self._spec(kwargs)
+        client = self.options.client or get_async_client()
+        return await client.enqueue(  # type: ignore[no-any-return]
+            spec.task,
+            spec.args,
+            queue=spec.queue,
+            priority=spec.priority,
+            run_at=spec.run_at,
+            delay=spec.delay,
+            max_attempts=spec.max_attempts,
+            dedupe_key=spec.dedupe_key,
+            conn=self.options.conn,
+        )
+
+    def enqueue_many(self, kwargs_list: Iterable[Mapping[str, Json]]) -> list[int]:
+        """Enqueue many runs; all or none."""
+        specs = [self._spec(dict(kw), many=True) for kw in kwargs_list]
+        client = self.options.client or get_client()
+        return client.enqueue_many(specs, conn=self.options.conn)  # type: ignore[no-any-return]
+
+    async def aenqueue_many(self, kwargs_list: Iterable[Mapping[str, Json]]) -> list[int]:
+        """Enqueue many runs from asyncio code; all or none."""
+        specs = [self._spec(dict(kw), many=True) for kw in kwargs_list]
+        client = self.options.client or get_async_client()
+        return await client.enqueue_many(specs, conn=self.options.conn)  # type: ignore[no-any-return]
+
+    def _spec(self, kwargs: Mapping[str, Json], *, many: bool = False) -> JobSpec:
+        o = self.options
+        if many and o.dedupe_key is not None:
+            raise ConfigError("a single dedupe_key cannot apply to a batch; enqueue the jobs one by one")
+        return JobSpec(
+            task=self.task.name,
+            args=self.task.bind_args(kwargs),
+            queue=o.queue,
+            priority=o.priority,
+            run_at=o.run_at,
+            delay=o.delay,
+            max_attempts=o.max_attempts,
+            dedupe_key=o.dedupe_key,
+        )
+
+
+@overload
+def task(fn: Callable[..., R], /) -> Task[R]: ...
+@overload
+def task(
+    *,
+    name: str | None = None,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    timeout: timedelta | None = None,
+    retry_backoff: Callable[[int], timedelta] | None = None,
+    no_retry_on: tuple[type[BaseException], ...] = (),
+) -> Callable[[Callable[..., R]], Task[R]]: ...
+def task(
+    fn: Callable[..., R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    timeout: timedelta | None = None,
+    retry_backoff: Callable[[int], timedelta] | None = None,
+    no_retry_on: tuple[type[BaseException], ...] = (),
+) -> Task[R] | Callable[[Callable[..., R]], Task[R]]:
+    """Declare a task: ``@skiplock.task`` or ``@skiplock.task(queue="emails", max_attempts=8)``.
+
+    The name defaults to the function's name and must be unique in the process. ``async def``
+    and ``def`` functions both work (``def`` ones run in worker threads). ``retry_backoff`` maps
+    the attempt number to the delay before the next try (default: the database's exponential
+    backoff); exceptions in ``no_retry_on`` fail the job at once.
+    """
+
+    def register(f: Callable[..., R]) -> Task[R]:
+        t = Task(
+            f,
+            name=name,
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            retry_backoff=retry_backoff,
+            no_retry_on=no_retry_on,
+        )
+        existing = REGISTRY.get(t.name)
+        if existing is not None and existing.fn is not f and _origin(existing.fn) != _origin(f):
+            raise ConfigError(
+                f"task name {t.name!r} is already registered by {_origin(existing.fn)}; pass name= to tell them apart"
+            )
+        REGISTRY[t.name] = t
+        return t
+
+    return register(fn) if fn is not None else register
+
+
+def _origin(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"

@@ -1,0 +1,618 @@
+"""AsyncWorker: claim jobs in batches, run them, acknowledge them in batches.
+
+Loops, each an asyncio task named ``skiplock-<loop>``:
+
+- **producer** claims up to ``concurrency + prefetch - in_flight`` jobs in one call, then waits
+  for a NOTIFY, a freed slot or the poll floor, whichever comes first;
+- **acker** completes finished jobs in batches: it flushes as soon as the previous flush
+  returned, so a lone job is acknowledged at once and a busy worker sends large batches;
+- **heartbeat** extends every held lease (and the worker's own registry row) every lease/3;
+- **reaper** calls ``skiplock.reap()`` (safe from many workers), **maintenance** keeps history
+  partitions ahead and drops expired ones;
+- **listener** (optional) holds the LISTEN connection.
+
+Sync tasks run in a thread pool of ``concurrency`` threads; async tasks run on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import os
+import signal
+import socket
+import traceback
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from skiplock._core import statements
+from skiplock._core.claiming import claim_size, poll_delay_s
+from skiplock._core.rows import job_from_row
+from skiplock._driver.executor_async import AsyncExecutor
+from skiplock._driver.listener_async import AsyncListener
+from skiplock.context import _CURRENT, JobContext, set_current
+from skiplock.errors import ConfigError, DatabaseUnavailable, Fail, Retry, SkiplockError
+from skiplock.migrate_async import AsyncMigrator
+from skiplock.models import Job, Json
+from skiplock.settings import (
+    DEFAULT_GRACE_PERIOD,
+    DEFAULT_LEASE,
+    DEFAULT_MAINTENANCE_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_REAP_INTERVAL,
+    DEFAULT_RETENTION,
+    MAX_BATCH,
+    positive,
+    resolve_dsn,
+)
+from skiplock.task import REGISTRY, Task
+
+__all__ = ["AsyncWorker", "WorkerStats"]
+
+log = logging.getLogger("skiplock.worker")
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """Counters of one worker's life, for logs, tests and the demo."""
+
+    claimed: int = 0
+    completed: int = 0
+    retried: int = 0
+    failed: int = 0
+    released: int = 0
+    lost: int = 0
+
+
+@dataclass(slots=True)
+class _Outcome:
+    kind: str  # "complete" | "fail" | "release"
+    result: Json = None
+    error: str = ""
+    error_type: str | None = None
+    traceback: str | None = None
+    retry_in: timedelta | None = None
+    retryable: bool = True
+
+
+@dataclass(slots=True)
+class _Held:
+    job: Job
+    ctx: JobContext
+    started: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+class AsyncWorker:
+    """Run tasks from one or more queues until stopped.
+
+    Args:
+        tasks: the tasks this worker runs (default: every task registered in the process).
+        dsn: connection string (default: environment, see ``resolve_dsn``).
+        queues: queues to serve, earlier ones first (default: the queues of ``tasks``).
+        concurrency: jobs running at once.
+        prefetch: extra jobs leased ahead of free slots (default: ``concurrency``).
+        lease: how long a claim holds a job before the reaper may hand it to someone else;
+            heartbeats extend it every ``lease / 3`` while the job runs.
+        poll_interval: the polling floor; NOTIFY usually wakes the worker sooner.
+        grace_period: on stop, how long running jobs may take before they are released.
+        burst: exit once no job is due and none is running.
+        listen: use LISTEN/NOTIFY (turn off behind PgBouncer in transaction mode).
+        maintenance: create history partitions ahead and drop those past ``retention``.
+        install_signal_handlers: SIGTERM/SIGINT stop gracefully; a second one stops at once.
+    """
+
+    def __init__(
+        self,
+        tasks: Iterable[Task[Any]] | None = None,
+        *,
+        dsn: str | None = None,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        prefetch: int | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+        poll_interval: timedelta = DEFAULT_POLL_INTERVAL,
+        reap_interval: timedelta = DEFAULT_REAP_INTERVAL,
+        grace_period: timedelta = DEFAULT_GRACE_PERIOD,
+        burst: bool = False,
+        listen: bool = True,
+        maintenance: bool = True,
+        maintenance_interval: timedelta = DEFAULT_MAINTENANCE_INTERVAL,
+        retention: timedelta = DEFAULT_RETENTION,
+        ack_batch: int = 1000,
+        install_signal_handlers: bool = False,
+        check_schema: bool = True,
+    ) -> None:
+        chosen = list(REGISTRY.values()) if tasks is None else list(tasks)
+        if not chosen:
+            raise ConfigError("no tasks to run: declare tasks with @skiplock.task or pass tasks=")
+        self.tasks: dict[str, Task[Any]] = {}
+        for t in chosen:
+            if t.name in self.tasks and self.tasks[t.name] is not t:
+                raise ConfigError(f"two tasks are named {t.name!r}")
+            self.tasks[t.name] = t
+        self.queues = list(dict.fromkeys(queues if queues else [t.queue for t in chosen]))
+        if not self.queues:
+            raise ConfigError("no queues to serve")
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+        self.concurrency = concurrency
+        self.prefetch = concurrency if prefetch is None else prefetch
+        if self.prefetch < 0:
+            raise ConfigError(f"prefetch must not be negative, got {prefetch}")
+        self.lease = positive("lease", lease)
+        self.poll_interval = positive("poll_interval", poll_interval)
+        self.reap_interval = positive("reap_interval", reap_interval)
+        self.grace_period = grace_period
+        self.maintenance_interval = positive("maintenance_interval", maintenance_interval)
+        self.retention = retention
+        self.burst = burst
+        self.listen = listen
+        self.maintenance = maintenance
+        self.ack_batch = max(1, min(ack_batch, MAX_BATCH))
+        self.install_signal_handlers = install_signal_handlers
+        self.check_schema = check_schema
+        self.dsn = resolve_dsn(dsn)
+        self.worker_id = uuid.uuid4()
+        self.stats = WorkerStats()
+        self.forced = False
+
+        self._held: dict[int, _Held] = {}
+        self._running = 0
+        self._acks: list[tuple[_Held, Json]] = []
+        self._acks_event = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._sem = asyncio.Semaphore(concurrency)
+        self._jobs_done_since_beat = 0
+        self._threads: ThreadPoolExecutor | None = None
+        self._pool: AsyncConnectionPool | None = None
+        self._executor: AsyncExecutor | None = None
+        self._listener: AsyncListener | None = None
+        self._signals = 0
+        self._starved = False  # the producer waits for a free slot
+        self._draining = False  # shutdown: the acker exits once nothing is left to flush
+        self._acker_task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> AsyncWorker:
+        self._background = asyncio.create_task(self.run(), name="skiplock-worker")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+        await self._background
+
+    @property
+    def has_stuck_threads(self) -> bool:
+        """Whether sync task threads were still running when the worker stopped."""
+        return self._running > 0
+
+    async def run(self) -> None:
+        """Run until ``stop()``, a signal, or (burst mode) until nothing is due."""
+        if self.check_schema:
+            await AsyncMigrator(self.dsn).check()
+        self._threads = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="skiplock-task")
+        self._pool = AsyncConnectionPool(
+            self.dsn,
+            min_size=2,
+            max_size=max(4, min(self.concurrency, 10)),
+            open=False,
+            timeout=10,
+            kwargs={"autocommit": True},
+            name="skiplock-worker",
+        )
+        await self._pool.open(wait=True, timeout=30)
+        self._executor = AsyncExecutor(self._pool)
+        loop = asyncio.get_running_loop()
+        if self.install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        await self._db(
+            statements.register_worker(self.worker_id, socket.gethostname(), os.getpid(), self.queues, self.concurrency)
+        )
+        log.info(
+            "worker %s started: queues=%s concurrency=%s tasks=%s",
+            self.worker_id,
+            ",".join(self.queues),
+            self.concurrency,
+            len(self.tasks),
+        )
+        self._acker_task = asyncio.create_task(self._acker(), name="skiplock-acker")
+        loops = [
+            self._acker_task,
+            asyncio.create_task(self._heartbeat_loop(), name="skiplock-heartbeat"),
+            asyncio.create_task(self._reaper_loop(), name="skiplock-reaper"),
+        ]
+        if self.maintenance:
+            loops.append(asyncio.create_task(self._maintenance_loop(), name="skiplock-maintenance"))
+        if self.listen:
+            self._listener = AsyncListener(self.dsn, self.queues, self._on_notify, self._wake)
+            loops.append(asyncio.create_task(self._listener.run(), name="skiplock-listener"))
+        try:
+            await self._producer()
+            await self._shutdown()
+        finally:
+            if self._listener is not None:
+                await self._listener.stop()
+            for t in loops:
+                t.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            try:
+                await self._db(statements.deregister_worker(self.worker_id), attempts=1)
+            except SkiplockError as exc:
+                log.warning("could not deregister worker: %s", exc)
+            await self._pool.close()
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            if self.install_signal_handlers:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            self._stopped.set()
+            log.info("worker %s stopped: %s", self.worker_id, self.stats)
+
+    async def stop(self, *, force: bool = False) -> None:
+        """Stop claiming, let running jobs finish within the grace period, release the rest.
+
+        With ``force``, running jobs are released at once instead.
+        """
+        if force:
+            self.forced = True
+        self._stopping.set()
+        self._wake()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # -- producer --------------------------------------------------------------------------
+
+    async def _producer(self) -> None:
+        executor = self._require_executor()
+        backoff = 0.1
+        while not self._stopping.is_set():
+            in_flight = len(self._held) - len(self._acks)
+            n = claim_size(
+                concurrency=self.concurrency, in_flight=in_flight, prefetch=self.prefetch, max_batch=MAX_BATCH
+            )
+            if n == 0:
+                # No room. Clear first: a set Event returns from wait() without yielding, and
+                # old wake-ups (NOTIFYs) mean nothing while every slot is taken.
+                self._wakeup.clear()
+                self._starved = True
+                await self._wait_wakeup(None)
+                self._starved = False
+                continue
+            self._wakeup.clear()
+            try:
+                rows = await executor.all(statements.claim(self.queues, self.worker_id, n, self.lease))
+            except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+                log.warning("claim failed (%s); retrying in %.1fs", exc, backoff)
+                await self._wait_wakeup(backoff)
+                backoff = min(5.0, backoff * 2)
+                continue
+            backoff = 0.1
+            jobs = sorted((job_from_row(r) for r in rows), key=lambda j: (-j.priority, j.run_at, j.id))
+            self.stats.claimed += len(jobs)
+            for job in jobs:
+                self._start(job)
+            if len(jobs) < n:
+                if self.burst and not self._held:
+                    return
+                # Nothing more is due: sleep until NOTIFY, a freed slot (burst) or the poll floor.
+                await self._wait_wakeup(poll_delay_s(self.poll_interval.total_seconds()))
+
+    async def _wait_wakeup(self, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    def _on_notify(self, queue: str) -> None:
+        self._wakeup.set()
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("received %s: stopping gracefully (again to stop at once)", signal.Signals(sig).name)
+            self._stopping.set()
+        else:
+            log.warning("received %s again: stopping at once", signal.Signals(sig).name)
+            self.forced = True
+            for held in list(self._held.values()):
+                if held.task is not None and not held.task.done():
+                    held.task.cancel()
+        self._wake()
+
+    # -- execution -------------------------------------------------------------------------
+
+    def _start(self, job: Job) -> None:
+        held = _Held(job=job, ctx=JobContext(job=job, worker_id=self.worker_id))
+        self._held[job.id] = held
+        held.task = asyncio.create_task(self._execute(held), name=f"skiplock-job-{job.id}")
+
+    async def _execute(self, held: _Held) -> None:
+        try:
+            async with self._sem:
+                if self._stopping.is_set():
+                    outcome = _Outcome("release")
+                else:
+                    held.started = True
+                    self._running += 1
+                    try:
+                        outcome = await self._run_task(held)
+                    finally:
+                        self._running -= 1
+        except asyncio.CancelledError:
+            outcome = _Outcome("release")
+        await self._finish(held, outcome)
+        if self._starved or self.burst:
+            self._wake()  # a slot is free
+
+    async def _run_task(self, held: _Held) -> _Outcome:
+        job = held.job
+        task = self.tasks.get(job.task)
+        if task is None:
+            return _Outcome(
+                "fail",
+                error=f"unknown task {job.task!r}: no task of that name is registered in this worker",
+                error_type="UnknownTask",
+                retryable=False,
+            )
+        try:
+            kwargs = task.bind_args(job.args)
+        except ConfigError as exc:
+            return _Outcome("fail", error=str(exc), error_type="BadArguments", retryable=False)
+        token = set_current(held.ctx)
+        timeout = None if task.timeout is None else task.timeout.total_seconds()
+        try:
+            if task.is_async:
+                result = await asyncio.wait_for(task.fn(**kwargs), timeout=timeout)
+            else:
+                ctx = contextvars.copy_context()
+                future = asyncio.get_running_loop().run_in_executor(
+                    self._threads, ctx.run, functools.partial(task.fn, **kwargs)
+                )
+                result = await asyncio.wait_for(future, timeout=timeout)
+        except asyncio.TimeoutError:
+            held.ctx._cancel_requested.set()
+            return _Outcome(
+                "fail",
+                error=f"task {task.name!r} exceeded its timeout of {task.timeout}",
+                error_type="TimeoutError",
+                retry_in=None if task.retry_backoff is None else task.retry_backoff(job.attempt),
+            )
+        except asyncio.CancelledError:
+            held.ctx._cancel_requested.set()
+            return _Outcome("release")
+        except Retry as exc:
+            after = exc.after
+            if after is None and task.retry_backoff is not None:
+                after = task.retry_backoff(job.attempt)
+            return _Outcome("fail", error=exc.reason, error_type="Retry", retry_in=after)
+        except Exception as exc:
+            retryable = not isinstance(exc, Fail) and not isinstance(exc, task.no_retry_on)
+            retry_in = None
+            if retryable and task.retry_backoff is not None:
+                retry_in = task.retry_backoff(job.attempt)
+            return _Outcome(
+                "fail",
+                error=str(exc) or type(exc).__name__,
+                error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+                traceback="".join(traceback.format_exception(exc)),
+                retry_in=retry_in,
+                retryable=retryable,
+            )
+        finally:
+            _reset(token)
+        try:
+            statements.dumps(result)
+        except ConfigError:
+            log.warning("task %s returned a value that is not JSON; storing null", task.name)
+            result = None
+        return _Outcome("complete", result=result)
+
+    async def _finish(self, held: _Held, outcome: _Outcome) -> None:
+        job = held.job
+        if held.ctx.lease_lost:
+            self._held.pop(job.id, None)
+            log.warning("job %s finished after its lease was lost; outcome discarded", job.id)
+            return
+        if outcome.kind == "complete":
+            self._acks.append((held, outcome.result))
+            self._acks_event.set()
+            return
+        try:
+            if outcome.kind == "release":
+                rows = await self._db(statements.release([job.id], [_token(job)]), attempts=3)
+                if rows:
+                    self.stats.released += 1
+                return
+            rows = await self._db(
+                statements.fail(
+                    job.id,
+                    _token(job),
+                    error=outcome.error,
+                    error_type=outcome.error_type,
+                    traceback=outcome.traceback,
+                    retry_in=outcome.retry_in,
+                    retryable=outcome.retryable,
+                )
+            )
+            state = rows[0]["state"] if rows else None
+            if state is None:
+                self.stats.lost += 1
+                log.warning("job %s: lease lost before its failure was recorded", job.id)
+            elif state == "retryable":
+                self.stats.retried += 1
+                log.info("job %s (%s) failed attempt %s: %s", job.id, job.task, job.attempt, outcome.error)
+            else:
+                self.stats.failed += 1
+                log.warning("job %s (%s) %s: %s", job.id, job.task, state, outcome.error)
+        except SkiplockError as exc:
+            log.error("job %s: could not record its outcome (%s); its lease will expire", job.id, exc)
+        finally:
+            self._held.pop(job.id, None)
+
+    # -- background loops ------------------------------------------------------------------
+
+    async def _acker(self) -> None:
+        # Natural batching: while one flush is in flight, finished jobs pile up for the next.
+        while True:
+            await self._acks_event.wait()
+            self._acks_event.clear()
+            while self._acks:
+                await self._flush_acks()
+            if self._draining:
+                return
+
+    async def _flush_acks(self) -> None:
+        batch, self._acks = self._acks[: self.ack_batch], self._acks[self.ack_batch :]
+        stmt = statements.complete(
+            [h.job.id for h, _ in batch], [_token(h.job) for h, _ in batch], [r for _, r in batch]
+        )
+        try:
+            rows = await self._db(stmt, attempts=1_000_000, give_up=self._stopping_hard)
+        except SkiplockError as exc:
+            log.error("could not acknowledge %s jobs (%s); their leases will expire", len(batch), exc)
+            rows = []
+        done = {int(r["id"]) for r in rows}
+        for held, _ in batch:
+            self._held.pop(held.job.id, None)
+            if held.job.id not in done:
+                self.stats.lost += 1
+                log.warning("job %s: lease lost before completion was recorded", held.job.id)
+        self.stats.completed += len(done)
+        self._jobs_done_since_beat += len(done)
+        if self.burst:
+            self._wake()
+
+    def _stopping_hard(self) -> bool:
+        return self.forced
+
+    async def _heartbeat_loop(self) -> None:
+        interval = max(0.05, self.lease.total_seconds() / 3)
+        while True:
+            await asyncio.sleep(interval)
+            await self._beat()
+
+    async def _beat(self) -> None:
+        held = list(self._held.values())
+        try:
+            if held:
+                rows = await self._db(
+                    statements.heartbeat([h.job.id for h in held], [_token(h.job) for h in held], self.lease),
+                    attempts=1,
+                )
+                extended = {int(r["id"]) for r in rows}
+                for h in held:
+                    if h.job.id not in extended and h.job.id in self._held:
+                        h.ctx._lease_lost.set()
+                        log.warning("job %s: lease lost (reaped or finalized elsewhere)", h.job.id)
+            done, self._jobs_done_since_beat = self._jobs_done_since_beat, 0
+            alive = await self._db(statements.worker_heartbeat(self.worker_id, done), attempts=1)
+            if alive and not alive[0]["alive"]:
+                await self._db(
+                    statements.register_worker(
+                        self.worker_id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
+                    ),
+                    attempts=1,
+                )
+        except SkiplockError as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+    async def _reaper_loop(self) -> None:
+        while True:
+            await asyncio.sleep(poll_delay_s(self.reap_interval.total_seconds(), jitter=0.2))
+            try:
+                rows = await self._db(statements.reap(), attempts=1)
+                if rows:
+                    log.info("reaped %s jobs with expired leases", len(rows))
+            except SkiplockError as exc:
+                log.warning("reap failed: %s", exc)
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            try:
+                await self._db(statements.ensure_partitions(), attempts=1)
+                dropped = await self._db(statements.drop_partitions(self.retention), attempts=1)
+                if dropped:
+                    log.info("dropped history partitions %s", [r["name"] for r in dropped])
+            except (SkiplockError, psycopg.Error) as exc:
+                log.warning("partition maintenance failed: %s", exc)
+            await asyncio.sleep(poll_delay_s(self.maintenance_interval.total_seconds(), jitter=0.2))
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Jobs claimed but not started are released at once (no attempt spent).
+        for held in list(self._held.values()):
+            if not held.started and held.task is not None:
+                held.task.cancel()
+        pending = {h.task for h in self._held.values() if h.task is not None and not h.task.done()}
+        if pending and not self.forced:
+            log.info("waiting up to %s for %s running jobs", self.grace_period, len(pending))
+            deadline = loop.time() + max(0.0, self.grace_period.total_seconds())
+            # Short slices so that a second signal (forced) ends the wait at once.
+            while pending and not self.forced and loop.time() < deadline:
+                _, pending = await asyncio.wait(pending, timeout=min(0.2, deadline - loop.time()))
+        for held in list(self._held.values()):
+            if held.task is not None and not held.task.done():
+                held.ctx._cancel_requested.set()
+                held.task.cancel()
+        tasks = [h.task for h in list(self._held.values()) if h.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        # Let the acker finish every flush, including one already in flight.
+        self._draining = True
+        self._acks_event.set()
+        if self._acker_task is not None and not self._acker_task.done():
+            await asyncio.wait({self._acker_task}, timeout=None if not self.forced else 5)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _require_executor(self) -> AsyncExecutor:
+        if self._executor is None:
+            raise ConfigError("worker is not running")
+        return self._executor
+
+    async def _db(
+        self, stmt: statements.BoundStatement, *, attempts: int = 5, give_up: Any = None
+    ) -> list[Any]:
+        """Run a statement, retrying connection errors with backoff (the pool reconnects)."""
+        executor = self._require_executor()
+        delay = 0.05
+        for attempt in range(1, attempts + 1):
+            try:
+                return await executor.all(stmt)
+            except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+                if attempt == attempts or (give_up is not None and give_up()):
+                    raise DatabaseUnavailable(str(exc)) from exc
+                log.warning("%s failed (%s); retrying in %.2fs", stmt.name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+        raise AssertionError("unreachable")
+
+
+def _token(job: Job) -> uuid.UUID:
+    if job.lease_token is None:  # pragma: no cover - claim always sets it
+        raise ConfigError(f"job {job.id} has no lease token")
+    return job.lease_token
+
+
+def _reset(token: contextvars.Token[JobContext]) -> None:
+    try:
+        _CURRENT.reset(token)
+    except ValueError:  # pragma: no cover - reset from another context
+        pass
