@@ -79,7 +79,7 @@ def parse_queries(text: str, origin: str = "<string>") -> dict[str, Statement]:
             raise ValueError(f"{origin}: query {name!r} has no SQL")
         if name in found:
             raise ValueError(f"{origin}: query {name!r} is defined twice")
-        found[name] = Statement(name, cast(Kind, match["kind"]), cast("LiteralString", body))
+        found[name] = Statement(name, cast(Kind, match["kind"]), body)
     return found
 
 
@@ -120,7 +120,7 @@ def migrations() -> tuple[Migration, ...]:
             raise ValueError(f"migration file name {path.name!r} is not NNNN_name.sql")
         text = path.read_text(encoding="utf-8")
         checksum = hashlib.sha256(text.encode()).hexdigest()
-        found.append(Migration(int(match["version"]), match["name"], cast("LiteralString", text), checksum))
+        found.append(Migration(int(match["version"]), match["name"], text, checksum))
     for expected, migration in enumerate(found, start=1):
         if migration.version != expected:
             raise ValueError(f"migration versions must be sequential from 1; found {migration.version}")

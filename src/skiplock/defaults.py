@@ -16,7 +16,9 @@ __all__ = ["configure", "get_async_client", "get_client"]
 _lock = threading.Lock()
 _dsn: str | None = None
 _client: Client | None = None
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = weakref.WeakKeyDictionary()
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def configure(dsn: str | None = None) -> None:

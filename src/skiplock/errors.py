@@ -59,7 +59,7 @@ class LeaseLost(SkiplockError):
     """The worker no longer holds the job's lease (it was reaped or finalized elsewhere)."""
 
 
-class Retry(Exception):  # noqa: N818 - a control-flow signal raised by tasks, named as users say it
+class Retry(Exception):
     """Raise inside a task to retry the job after ``after`` (default: the task's backoff).
 
     The retry counts as an attempt: when attempts are used up the job ends in ``failed``.
@@ -71,5 +71,5 @@ class Retry(Exception):  # noqa: N818 - a control-flow signal raised by tasks, n
         self.reason = reason
 
 
-class Fail(Exception):  # noqa: N818 - a control-flow signal raised by tasks
+class Fail(Exception):
     """Raise inside a task to fail the job now, without further retries (dead-letter it)."""

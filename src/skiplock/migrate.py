@@ -47,7 +47,9 @@ class Migrator:
         """Raise SchemaMissing, SchemaOutdated or SchemaAhead unless the schema is current."""
         status = self.status()
         if not status.applied:
-            raise SchemaMissing("the skiplock schema is not installed in this database; run `skiplock migrate`")
+            raise SchemaMissing(
+                "the skiplock schema is not installed in this database; run `skiplock migrate`"
+            )
         if status.unknown:
             raise SchemaAhead(
                 f"the database has skiplock migrations {list(status.unknown)} this package does not know;"
@@ -56,7 +58,9 @@ class Migrator:
         if status.mismatched:
             raise SchemaOutdated(f"migrations {list(status.mismatched)} differ from the packaged files")
         if status.pending:
-            raise SchemaOutdated(f"skiplock migrations {list(status.pending)} are pending; run `skiplock migrate`")
+            raise SchemaOutdated(
+                f"skiplock migrations {list(status.pending)} are pending; run `skiplock migrate`"
+            )
 
     def sql_for(self, version: int | None = None) -> str:
         """Return the DDL of one migration, or of all of them in order."""
@@ -116,7 +120,11 @@ class Migrator:
                         conn,
                         BoundStatement(
                             QUERIES["migration_record"],
-                            {"version": migration.version, "name": migration.name, "checksum": migration.checksum},
+                            {
+                                "version": migration.version,
+                                "name": migration.name,
+                                "checksum": migration.checksum,
+                            },
                         ),
                     )
                     return True

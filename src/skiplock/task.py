@@ -133,13 +133,15 @@ class TaskCall(Generic[R]):
 
     def using(self, **changes: Any) -> TaskCall[R]:
         """Return a copy with more options set (None leaves an option unchanged)."""
-        return TaskCall(self.task, replace(self.options, **{k: v for k, v in changes.items() if v is not None}))
+        return TaskCall(
+            self.task, replace(self.options, **{k: v for k, v in changes.items() if v is not None})
+        )
 
     def enqueue(self, **kwargs: Json) -> Job:
         """Enqueue one run; inside ``conn``'s transaction when ``conn`` was given."""
         spec = self._spec(kwargs)
         client = self.options.client or get_client()
-        return client.enqueue(  # type: ignore[no-any-return]
+        return client.enqueue(
             spec.task,
             spec.args,
             queue=spec.queue,
@@ -155,7 +157,7 @@ class TaskCall(Generic[R]):
         """Enqueue one run from asyncio code."""
         spec = self._spec(kwargs)
         client = self.options.client or get_async_client()
-        return await client.enqueue(  # type: ignore[no-any-return]
+        return await client.enqueue(
             spec.task,
             spec.args,
             queue=spec.queue,
@@ -171,13 +173,13 @@ class TaskCall(Generic[R]):
         """Enqueue many runs; all or none."""
         specs = [self._spec(dict(kw), many=True) for kw in kwargs_list]
         client = self.options.client or get_client()
-        return client.enqueue_many(specs, conn=self.options.conn)  # type: ignore[no-any-return]
+        return client.enqueue_many(specs, conn=self.options.conn)
 
     async def aenqueue_many(self, kwargs_list: Iterable[Mapping[str, Json]]) -> list[int]:
         """Enqueue many runs from asyncio code; all or none."""
         specs = [self._spec(dict(kw), many=True) for kw in kwargs_list]
         client = self.options.client or get_async_client()
-        return await client.enqueue_many(specs, conn=self.options.conn)  # type: ignore[no-any-return]
+        return await client.enqueue_many(specs, conn=self.options.conn)
 
     def _spec(self, kwargs: Mapping[str, Json], *, many: bool = False) -> JobSpec:
         o = self.options

@@ -166,7 +166,12 @@ def register_worker(
     worker_id: UUID, host: str, pid: int, queues: Sequence[str], concurrency: int
 ) -> BoundStatement:
     return _bind(
-        "register_worker", worker_id=worker_id, host=host, pid=pid, queues=list(queues), concurrency=concurrency
+        "register_worker",
+        worker_id=worker_id,
+        host=host,
+        pid=pid,
+        queues=list(queues),
+        concurrency=concurrency,
     )
 
 

@@ -31,7 +31,9 @@ def resolve_sync(conn: Any) -> psycopg.Connection[Any]:
         raise ConfigError("an async connection was passed to a sync call; use aenqueue()/AsyncClient")
     if _module(conn).startswith("sqlalchemy"):
         if _module(conn).startswith("sqlalchemy.ext.asyncio"):
-            raise ConfigError("an async SQLAlchemy session was passed to a sync call; use aenqueue()/AsyncClient")
+            raise ConfigError(
+                "an async SQLAlchemy session was passed to a sync call; use aenqueue()/AsyncClient"
+            )
         sa_conn = conn.connection() if hasattr(conn, "get_bind") else conn  # Session → its Connection
         driver = sa_conn.connection.driver_connection
         if isinstance(driver, psycopg.Connection):
@@ -47,7 +49,9 @@ async def resolve_async(conn: Any) -> psycopg.AsyncConnection[Any]:
     if isinstance(conn, psycopg.Connection):
         raise ConfigError("a sync connection was passed to an async call; use enqueue()/Client")
     if _module(conn).startswith("sqlalchemy.ext.asyncio"):
-        sa_conn = await conn.connection() if hasattr(conn, "get_bind") else conn  # AsyncSession → AsyncConnection
+        sa_conn = (
+            await conn.connection() if hasattr(conn, "get_bind") else conn
+        )  # AsyncSession → AsyncConnection
         raw = await sa_conn.get_raw_connection()
         driver = raw.driver_connection
         if isinstance(driver, psycopg.AsyncConnection):

@@ -17,9 +17,9 @@ def translate(exc: psycopg.Error) -> SkiplockError | None:
     if isinstance(exc, pg_errors.InvalidParameterValue) and message.startswith("skiplock:"):
         text = message.removeprefix("skiplock:").strip()
         return InvalidInput(f"{text} ({hint})" if hint else text)
-    if isinstance(exc, (pg_errors.InvalidSchemaName, pg_errors.UndefinedTable, pg_errors.UndefinedFunction)) and (
-        "skiplock" in message
-    ):
+    if isinstance(
+        exc, (pg_errors.InvalidSchemaName, pg_errors.UndefinedTable, pg_errors.UndefinedFunction)
+    ) and ("skiplock" in message):
         return SchemaMissing(
             f"the skiplock schema is missing or incomplete in this database ({message}); run `skiplock migrate`"
         )

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -15,7 +14,7 @@ from skiplock._driver.errors import translate
 
 __all__ = ["Executor", "Row"]
 
-Row = Mapping[str, Any]
+Row = dict[str, Any]
 
 
 class Executor:
@@ -30,9 +29,7 @@ class Executor:
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
-    def all(
-        self, stmt: BoundStatement, *, conn: psycopg.Connection[Any] | None = None
-    ) -> list[Row]:
+    def all(self, stmt: BoundStatement, *, conn: psycopg.Connection[Any] | None = None) -> list[Row]:
         """Run ``stmt`` and return every row as a dict."""
         try:
             if conn is not None:
@@ -45,9 +42,7 @@ class Executor:
                 raise
             raise translated from exc
 
-    def one(
-        self, stmt: BoundStatement, *, conn: psycopg.Connection[Any] | None = None
-    ) -> Row | None:
+    def one(self, stmt: BoundStatement, *, conn: psycopg.Connection[Any] | None = None) -> Row | None:
         """Run ``stmt`` and return its first row, or None."""
         rows = self.all(stmt, conn=conn)
         return rows[0] if rows else None

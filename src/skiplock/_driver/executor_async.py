@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -14,7 +13,7 @@ from skiplock._driver.errors import translate
 
 __all__ = ["AsyncExecutor", "Row"]
 
-Row = Mapping[str, Any]
+Row = dict[str, Any]
 
 
 class AsyncExecutor:

@@ -9,6 +9,7 @@ disconnected is found by that poll (pitfalls FM-C2).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Collection
 from typing import Any
@@ -57,10 +58,8 @@ class AsyncListener:
                 if self._stopping.is_set():
                     break
                 log.warning("listener connection lost (%s); reconnecting in %.1fs", exc, backoff)
-                try:
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
-                except asyncio.TimeoutError:
-                    pass
                 backoff = min(self.max_backoff_s, backoff * 2)
                 self.reconnects += 1
             finally:

@@ -17,6 +17,7 @@ Sync tasks run in a thread pool of ``concurrency`` threads; async tasks run on t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
@@ -218,7 +219,9 @@ class AsyncWorker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         await self._db(
-            statements.register_worker(self.worker_id, socket.gethostname(), os.getpid(), self.queues, self.concurrency)
+            statements.register_worker(
+                self.worker_id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
+            )
         )
         log.info(
             "worker %s started: queues=%s concurrency=%s tasks=%s",
@@ -310,10 +313,8 @@ class AsyncWorker:
                 await self._wait_wakeup(poll_delay_s(self.poll_interval.total_seconds()))
 
     async def _wait_wakeup(self, timeout: float | None) -> None:
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
-        except asyncio.TimeoutError:
-            pass
 
     def _wake(self) -> None:
         self._wakeup.set()
@@ -612,7 +613,5 @@ def _token(job: Job) -> uuid.UUID:
 
 
 def _reset(token: contextvars.Token[JobContext]) -> None:
-    try:
+    with contextlib.suppress(ValueError):  # reset from another context
         _CURRENT.reset(token)
-    except ValueError:  # pragma: no cover - reset from another context
-        pass

@@ -1,0 +1,116 @@
+"""Test database: a real PostgreSQL through pytest-postgresql.
+
+``SKIPLOCK_TEST_DSN`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``) names the server.
+If nothing answers there, an embedded PostgreSQL is started with ``pgserver``. The schema is
+migrated once into a template database; every test gets a fresh clone of it (fast, isolated).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pytest_postgresql import factories
+
+import skiplock
+
+DEFAULT_TEST_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _server() -> dict[str, Any]:
+    """Return host/port/user/password of a reachable server, starting pgserver if needed."""
+    dsn = os.environ.get("SKIPLOCK_TEST_DSN", DEFAULT_TEST_DSN)
+    try:
+        with psycopg.connect(dsn, connect_timeout=3):
+            pass
+        params = conninfo_to_dict(dsn)
+    except psycopg.OperationalError:
+        import pgserver  # the embedded fallback: a real PostgreSQL shipped in a wheel
+
+        datadir = tempfile.mkdtemp(prefix="skiplock-test-pg-")
+        server = pgserver.get_server(datadir, cleanup_mode="stop")
+        params = conninfo_to_dict(server.get_uri())
+        _EMBEDDED.append((server, datadir))
+    return {
+        "host": params.get("host", "127.0.0.1"),
+        "port": int(params.get("port", 5432)),
+        "user": params.get("user", "postgres"),
+        "password": params.get("password") or None,
+    }
+
+
+_EMBEDDED: list[Any] = []
+SERVER = _server()
+
+
+def apply_migrations(
+    host: str, port: int, user: str, dbname: str, password: str | None = None, **_: Any
+) -> None:
+    """pytest-postgresql loader: migrate the template database once per session."""
+    skiplock.Migrator(make_conninfo(host=host, port=port, user=user, dbname=dbname, password=password)).up()
+
+
+postgresql_noproc = factories.postgresql_noproc(
+    host=SERVER["host"],
+    port=SERVER["port"],
+    user=SERVER["user"],
+    password=SERVER["password"],
+    dbname="skiplock_test",
+    load=[apply_migrations],
+)
+postgresql = factories.postgresql("postgresql_noproc")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for server, datadir in _EMBEDDED:
+        server.cleanup()
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+@pytest.fixture
+def dsn(postgresql: psycopg.Connection[Any]) -> str:
+    """Connection string of this test's freshly cloned, migrated database."""
+    info = postgresql.info
+    return make_conninfo(
+        host=info.host, port=info.port, user=info.user, dbname=info.dbname, password=info.password or None
+    )
+
+
+@pytest.fixture
+def conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to the test database, for direct SQL."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture
+def client(dsn: str) -> Iterator[skiplock.Client]:
+    with skiplock.Client(dsn) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclient(dsn: str) -> AsyncIterator[skiplock.AsyncClient]:
+    async with skiplock.AsyncClient(dsn) as c:
+        yield c
+
+
+@pytest.fixture(autouse=True)
+def _isolated_registry() -> Iterator[None]:
+    """Tasks declared inside one test do not leak into the next."""
+    saved = dict(_registry())
+    yield
+    _registry().clear()
+    _registry().update(saved)
+
+
+def _registry() -> dict[str, Any]:
+    from skiplock.task import REGISTRY
+
+    return REGISTRY
