@@ -61,7 +61,7 @@ postgresql_noproc = factories.postgresql_noproc(
     port=SERVER["port"],
     user=SERVER["user"],
     password=SERVER["password"],
-    dbname="skiplock_test",
+    dbname=f"skiplock_test_{os.getpid()}",  # one per session: parallel runs never collide
     load=[apply_migrations],
 )
 postgresql = factories.postgresql("postgresql_noproc")
