@@ -45,7 +45,7 @@ class Client:
             min_size=min_size,
             max_size=max_size,
             open=False,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "application_name": "skiplock-client"},
             name="skiplock-client",
         )
         self._executor = Executor(self._pool)

@@ -44,7 +44,7 @@ class AsyncClient:
             min_size=min_size,
             max_size=max_size,
             open=False,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "application_name": "skiplock-client"},
             name="skiplock-client",
         )
         self._executor = AsyncExecutor(self._pool)

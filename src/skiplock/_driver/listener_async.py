@@ -76,7 +76,9 @@ class AsyncListener:
             await conn.close()
 
     async def _listen_once(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, application_name="skiplock-listener"
+        )
         self._conn = conn
         await conn.execute(f"LISTEN {CHANNEL}")
         self.connected.set()

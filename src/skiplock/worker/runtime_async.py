@@ -89,8 +89,15 @@ class _Outcome:
 class _Held:
     job: Job
     ctx: JobContext
-    started: bool = False
+    # waiting (for a slot) → running (user code) → finishing (recording the outcome). Shutdown
+    # cancels only waiting and running jobs: cancelling a job while its outcome is being
+    # written could lose a release and later spend an attempt it should not.
+    phase: str = "waiting"
     task: asyncio.Task[None] | None = None
+
+    @property
+    def is_cancellable(self) -> bool:
+        return self.phase in ("waiting", "running") and self.task is not None and not self.task.done()
 
 
 class AsyncWorker:
@@ -167,7 +174,8 @@ class AsyncWorker:
         self.stats = WorkerStats()
         self.forced = False
 
-        self._held: dict[int, _Held] = {}
+        self._held: dict[int, _Held] = {}  # leased by us: until the outcome is recorded
+        self._active = 0  # claimed and not yet finished executing: what counts against capacity
         self._running = 0
         self._acks: list[tuple[_Held, Json]] = []
         self._acks_event = asyncio.Event()
@@ -209,7 +217,7 @@ class AsyncWorker:
             max_size=max(4, min(self.concurrency, 10)),
             open=False,
             timeout=10,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "application_name": "skiplock-worker"},
             name="skiplock-worker",
         )
         await self._pool.open(wait=True, timeout=30)
@@ -281,16 +289,19 @@ class AsyncWorker:
         executor = self._require_executor()
         backoff = 0.1
         while not self._stopping.is_set():
-            in_flight = len(self._held) - len(self._acks)
             n = claim_size(
-                concurrency=self.concurrency, in_flight=in_flight, prefetch=self.prefetch, max_batch=MAX_BATCH
+                concurrency=self.concurrency,
+                in_flight=self._active,
+                prefetch=self.prefetch,
+                max_batch=MAX_BATCH,
             )
             if n == 0:
                 # No room. Clear first: a set Event returns from wait() without yielding, and
                 # old wake-ups (NOTIFYs) mean nothing while every slot is taken.
                 self._wakeup.clear()
                 self._starved = True
-                await self._wait_wakeup(None)
+                # A finishing job wakes us; the poll floor is only a safety net.
+                await self._wait_wakeup(self.poll_interval.total_seconds())
                 self._starved = False
                 continue
             self._wakeup.clear()
@@ -307,7 +318,7 @@ class AsyncWorker:
             for job in jobs:
                 self._start(job)
             if len(jobs) < n:
-                if self.burst and not self._held:
+                if self.burst and not self._held and not self._active:
                     return
                 # Nothing more is due: sleep until NOTIFY, a freed slot (burst) or the poll floor.
                 await self._wait_wakeup(poll_delay_s(self.poll_interval.total_seconds()))
@@ -331,7 +342,8 @@ class AsyncWorker:
             log.warning("received %s again: stopping at once", signal.Signals(sig).name)
             self.forced = True
             for held in list(self._held.values()):
-                if held.task is not None and not held.task.done():
+                if held.is_cancellable and held.task is not None:
+                    held.ctx._cancel_requested.set()
                     held.task.cancel()
         self._wake()
 
@@ -340,6 +352,7 @@ class AsyncWorker:
     def _start(self, job: Job) -> None:
         held = _Held(job=job, ctx=JobContext(job=job, worker_id=self.worker_id))
         self._held[job.id] = held
+        self._active += 1
         held.task = asyncio.create_task(self._execute(held), name=f"skiplock-job-{job.id}")
 
     async def _execute(self, held: _Held) -> None:
@@ -348,7 +361,7 @@ class AsyncWorker:
                 if self._stopping.is_set():
                     outcome = _Outcome("release")
                 else:
-                    held.started = True
+                    held.phase = "running"
                     self._running += 1
                     try:
                         outcome = await self._run_task(held)
@@ -356,9 +369,13 @@ class AsyncWorker:
                         self._running -= 1
         except asyncio.CancelledError:
             outcome = _Outcome("release")
-        await self._finish(held, outcome)
-        if self._starved or self.burst:
+        held.phase = "finishing"
+        self._active -= 1
+        if self._starved:
             self._wake()  # a slot is free
+        await self._finish(held, outcome)
+        if self.burst:
+            self._wake()  # burst mode exits once nothing is held
 
     async def _run_task(self, held: _Held) -> _Outcome:
         job = held.job
@@ -473,7 +490,10 @@ class AsyncWorker:
             await self._acks_event.wait()
             self._acks_event.clear()
             while self._acks:
-                await self._flush_acks()
+                try:
+                    await self._flush_acks()
+                except Exception:  # never let the acker die: unacked leases would pile up
+                    log.exception("unexpected error while acknowledging jobs")
             if self._draining:
                 return
 
@@ -505,7 +525,10 @@ class AsyncWorker:
         interval = max(0.05, self.lease.total_seconds() / 3)
         while True:
             await asyncio.sleep(interval)
-            await self._beat()
+            try:
+                await self._beat()
+            except Exception:  # a dead heartbeat loop would get every job reaped
+                log.exception("unexpected error in heartbeat")
 
     async def _beat(self) -> None:
         held = list(self._held.values())
@@ -541,6 +564,8 @@ class AsyncWorker:
                     log.info("reaped %s jobs with expired leases", len(rows))
             except SkiplockError as exc:
                 log.warning("reap failed: %s", exc)
+            except Exception:
+                log.exception("unexpected error in reaper")
 
     async def _maintenance_loop(self) -> None:
         while True:
@@ -551,6 +576,8 @@ class AsyncWorker:
                     log.info("dropped history partitions %s", [r["name"] for r in dropped])
             except (SkiplockError, psycopg.Error) as exc:
                 log.warning("partition maintenance failed: %s", exc)
+            except Exception:
+                log.exception("unexpected error in partition maintenance")
             await asyncio.sleep(poll_delay_s(self.maintenance_interval.total_seconds(), jitter=0.2))
 
     # -- shutdown --------------------------------------------------------------------------
@@ -559,7 +586,7 @@ class AsyncWorker:
         loop = asyncio.get_running_loop()
         # Jobs claimed but not started are released at once (no attempt spent).
         for held in list(self._held.values()):
-            if not held.started and held.task is not None:
+            if held.phase == "waiting" and held.is_cancellable and held.task is not None:
                 held.task.cancel()
         pending = {h.task for h in self._held.values() if h.task is not None and not h.task.done()}
         if pending and not self.forced:
@@ -569,7 +596,7 @@ class AsyncWorker:
             while pending and not self.forced and loop.time() < deadline:
                 _, pending = await asyncio.wait(pending, timeout=min(0.2, deadline - loop.time()))
         for held in list(self._held.values()):
-            if held.task is not None and not held.task.done():
+            if held.is_cancellable and held.task is not None:
                 held.ctx._cancel_requested.set()
                 held.task.cancel()
         tasks = [h.task for h in list(self._held.values()) if h.task is not None]
