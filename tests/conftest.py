@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -31,10 +32,12 @@ def _server() -> dict[str, Any]:
             pass
         params = conninfo_to_dict(dsn)
     except psycopg.OperationalError:
-        import pgserver  # the embedded fallback: a real PostgreSQL shipped in a wheel
+        with warnings.catch_warnings():  # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pgserver  # the embedded fallback: a real PostgreSQL shipped in a wheel
 
-        datadir = tempfile.mkdtemp(prefix="skiplock-test-pg-")
-        server = pgserver.get_server(datadir, cleanup_mode="stop")
+            datadir = tempfile.mkdtemp(prefix="skiplock-test-pg-")
+            server = pgserver.get_server(datadir, cleanup_mode="stop")
         params = conninfo_to_dict(server.get_uri())
         _EMBEDDED.append((server, datadir))
     return {
