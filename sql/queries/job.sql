@@ -28,7 +28,8 @@ FROM skiplock.enqueue_many(
 ) AS id;
 
 -- name: claim :many
-SELECT *
+SELECT id, queue, task, args, state, priority, attempt, max_attempts, run_at, created_at,
+       attempted_at, lease_token, lease_expires_at, worker_id, dedupe_key, cancel_requested
 FROM skiplock.claim(
     queues => %(queues)s::text[],
     worker_id => %(worker_id)s::uuid,

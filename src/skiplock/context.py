@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from uuid import UUID
 
 from skiplock.errors import ConfigError
@@ -24,8 +23,10 @@ class JobContext:
 
     job: Job
     worker_id: UUID
-    _lease_lost: threading.Event = field(default_factory=threading.Event)
-    _cancel_requested: threading.Event = field(default_factory=threading.Event)
+    # Plain flags, set by the worker's event loop and read from task threads: assigning a bool
+    # is atomic under the GIL, and a threading.Event per job costs more than the job itself.
+    _lease_lost: bool = False
+    _cancel_requested: bool = False
 
     @property
     def attempt(self) -> int:
@@ -34,12 +35,12 @@ class JobContext:
     @property
     def cancel_requested(self) -> bool:
         """True once the worker is shutting down hard or the job was cancelled: stop early."""
-        return self._cancel_requested.is_set()
+        return self._cancel_requested
 
     @property
     def lease_lost(self) -> bool:
         """True once the worker learned it no longer holds this job: its outcome will be ignored."""
-        return self._lease_lost.is_set()
+        return self._lease_lost
 
 
 _CURRENT: contextvars.ContextVar[JobContext] = contextvars.ContextVar("skiplock_current_job")

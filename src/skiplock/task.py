@@ -62,6 +62,15 @@ class Task(Generic[R]):
         self.no_retry_on = no_retry_on
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
+        params = self.signature.parameters.values()
+        self._accepts_any = any(p.kind is p.VAR_KEYWORD for p in params)
+        self._named = frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        self._required = frozenset(
+            p.name
+            for p in params
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is p.empty
+        )
+        self._positional_only = any(p.kind is p.POSITIONAL_ONLY and p.default is p.empty for p in params)
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
         self.__wrapped__ = fn
@@ -73,7 +82,18 @@ class Task(Generic[R]):
         return f"<skiplock.Task {self.name!r} queue={self.queue!r}>"
 
     def bind_args(self, args: Mapping[str, Json]) -> dict[str, Json]:
-        """Check that ``args`` fit the function's signature; raise ConfigError otherwise."""
+        """Check that ``args`` fit the function's signature; raise ConfigError otherwise.
+
+        Runs for every job a worker starts, so it checks precomputed name sets instead of
+        calling ``inspect.Signature.bind``; the slow path only builds the error message.
+        """
+        keys = args.keys()
+        if (
+            not self._positional_only
+            and self._required <= keys
+            and (self._accepts_any or keys <= self._named)
+        ):
+            return dict(args)
         try:
             self.signature.bind(**args)
         except TypeError as exc:

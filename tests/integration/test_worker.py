@@ -339,3 +339,15 @@ def test_sync_worker_runs_def_tasks_and_rejects_async(dsn, client):
     worker.run()
     assert client.get_job(job.id).result == 42
     assert worker.stats.completed == 1
+
+
+def test_claim_query_columns_match_the_positional_decoder(conn):
+    from skiplock._core.rows import CLAIM_COLUMNS
+    from skiplock._sql import QUERIES
+
+    conn.execute("SELECT skiplock.enqueue('q', 't')")
+    params = {"queues": ["q"], "worker_id": "00000000-0000-0000-0000-000000000001", "max_jobs": 1, "lease": "30s"}
+    with conn.cursor() as cur:
+        cur.execute(QUERIES["claim"].text, params)
+        assert tuple(d.name for d in cur.description) == CLAIM_COLUMNS
+        assert cur.fetchone()[0] > 0

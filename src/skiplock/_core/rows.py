@@ -7,15 +7,46 @@ from typing import Any
 
 from skiplock.models import Job, JobState, QueueStat
 
-__all__ = ["job_from_row", "queue_stat_from_row"]
+__all__ = ["CLAIM_COLUMNS", "job_from_claim", "job_from_row", "queue_stat_from_row"]
 
 _JOB_FIELDS = frozenset(Job.__dataclass_fields__)
+_STATES = {s.value: s for s in JobState}
+
+#: Column order of the ``claim`` named query (sql/queries/job.sql); a unit test keeps them equal.
+CLAIM_COLUMNS = (
+    "id", "queue", "task", "args", "state", "priority", "attempt", "max_attempts", "run_at", "created_at",
+    "attempted_at", "lease_token", "lease_expires_at", "worker_id", "dedupe_key", "cancel_requested",
+)  # fmt: skip
+
+
+def job_from_claim(row: tuple[Any, ...]) -> Job:
+    """Build a Job from a tuple row of the ``claim`` query: the worker's hot path, so no dict."""
+    (id_, queue, task, args, state, priority, attempt, max_attempts, run_at, created_at,
+     attempted_at, lease_token, lease_expires_at, worker_id, dedupe_key, cancel_requested) = row  # fmt: skip
+    return Job(
+        id=id_,
+        queue=queue,
+        task=task,
+        args=args,
+        state=_STATES[state],
+        priority=priority,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        run_at=run_at,
+        created_at=created_at,
+        attempted_at=attempted_at,
+        lease_token=lease_token,
+        lease_expires_at=lease_expires_at,
+        worker_id=worker_id,
+        dedupe_key=dedupe_key,
+        cancel_requested=cancel_requested,
+    )
 
 
 def job_from_row(row: Mapping[str, Any]) -> Job:
     """Build a Job from a ``skiplock.job``, ``job_history`` or ``jobs`` row (extra columns ignored)."""
     values = {k: v for k, v in row.items() if k in _JOB_FIELDS and v is not None}
-    values["state"] = JobState(row["state"])
+    values["state"] = _STATES[row["state"]]
     return Job(**values)
 
 

@@ -42,6 +42,18 @@ class Executor:
                 raise
             raise translated from exc
 
+    def tuples(self, stmt: BoundStatement) -> list[tuple[Any, ...]]:
+        """Run ``stmt`` on the pool and return plain tuples (the worker's hot path: no dicts)."""
+        try:
+            with self.pool.connection() as pooled, pooled.cursor() as cur:
+                cur.execute(stmt.statement.text, stmt.params)
+                return cur.fetchall() if cur.description is not None else []
+        except psycopg.Error as exc:
+            translated = translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
     def one(self, stmt: BoundStatement, *, conn: psycopg.Connection[Any] | None = None) -> Row | None:
         """Run ``stmt`` and return its first row, or None."""
         rows = self.all(stmt, conn=conn)

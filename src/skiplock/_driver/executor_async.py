@@ -43,6 +43,18 @@ class AsyncExecutor:
                 raise
             raise translated from exc
 
+    async def tuples(self, stmt: BoundStatement) -> list[tuple[Any, ...]]:
+        """Run ``stmt`` on the pool and return plain tuples (the worker's hot path: no dicts)."""
+        try:
+            async with self.pool.connection() as pooled, pooled.cursor() as cur:
+                await cur.execute(stmt.statement.text, stmt.params)
+                return await cur.fetchall() if cur.description is not None else []
+        except psycopg.Error as exc:
+            translated = translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
     async def one(
         self, stmt: BoundStatement, *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> Row | None:

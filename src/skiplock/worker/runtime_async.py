@@ -37,7 +37,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from skiplock._core import statements
 from skiplock._core.claiming import claim_size, poll_delay_s
-from skiplock._core.rows import job_from_row
+from skiplock._core.rows import job_from_claim
 from skiplock._driver.executor_async import AsyncExecutor
 from skiplock._driver.listener_async import AsyncListener
 from skiplock.context import _CURRENT, JobContext, set_current
@@ -306,14 +306,16 @@ class AsyncWorker:
                 continue
             self._wakeup.clear()
             try:
-                rows = await executor.all(statements.claim(self.queues, self.worker_id, n, self.lease))
+                rows = await executor.tuples(statements.claim(self.queues, self.worker_id, n, self.lease))
             except (DatabaseUnavailable, psycopg.OperationalError) as exc:
                 log.warning("claim failed (%s); retrying in %.1fs", exc, backoff)
                 await self._wait_wakeup(backoff)
                 backoff = min(5.0, backoff * 2)
                 continue
             backoff = 0.1
-            jobs = sorted((job_from_row(r) for r in rows), key=lambda j: (-j.priority, j.run_at, j.id))
+            jobs = [job_from_claim(r) for r in rows]
+            if len(jobs) > 1:
+                jobs.sort(key=_claim_order)
             self.stats.claimed += len(jobs)
             for job in jobs:
                 self._start(job)
@@ -343,7 +345,7 @@ class AsyncWorker:
             self.forced = True
             for held in list(self._held.values()):
                 if held.is_cancellable and held.task is not None:
-                    held.ctx._cancel_requested.set()
+                    held.ctx._cancel_requested = True
                     held.task.cancel()
         self._wake()
 
@@ -403,7 +405,7 @@ class AsyncWorker:
                 )
                 result = await asyncio.wait_for(future, timeout=timeout)
         except asyncio.TimeoutError:
-            held.ctx._cancel_requested.set()
+            held.ctx._cancel_requested = True
             return _Outcome(
                 "fail",
                 error=f"task {task.name!r} exceeded its timeout of {task.timeout}",
@@ -411,7 +413,7 @@ class AsyncWorker:
                 retry_in=None if task.retry_backoff is None else task.retry_backoff(job.attempt),
             )
         except asyncio.CancelledError:
-            held.ctx._cancel_requested.set()
+            held.ctx._cancel_requested = True
             return _Outcome("release")
         except Retry as exc:
             after = exc.after
@@ -433,11 +435,12 @@ class AsyncWorker:
             )
         finally:
             _reset(token)
-        try:
-            statements.dumps(result)
-        except ConfigError:
-            log.warning("task %s returned a value that is not JSON; storing null", task.name)
-            result = None
+        if result is not None and not isinstance(result, (str, int, float, bool)):
+            try:
+                statements.dumps(result)
+            except ConfigError:
+                log.warning("task %s returned a value that is not JSON; storing null", task.name)
+                result = None
         return _Outcome("complete", result=result)
 
     async def _finish(self, held: _Held, outcome: _Outcome) -> None:
@@ -541,7 +544,7 @@ class AsyncWorker:
                 extended = {int(r["id"]) for r in rows}
                 for h in held:
                     if h.job.id not in extended and h.job.id in self._held:
-                        h.ctx._lease_lost.set()
+                        h.ctx._lease_lost = True
                         log.warning("job %s: lease lost (reaped or finalized elsewhere)", h.job.id)
             done, self._jobs_done_since_beat = self._jobs_done_since_beat, 0
             alive = await self._db(statements.worker_heartbeat(self.worker_id, done), attempts=1)
@@ -597,7 +600,7 @@ class AsyncWorker:
                 _, pending = await asyncio.wait(pending, timeout=min(0.2, deadline - loop.time()))
         for held in list(self._held.values()):
             if held.is_cancellable and held.task is not None:
-                held.ctx._cancel_requested.set()
+                held.ctx._cancel_requested = True
                 held.task.cancel()
         tasks = [h.task for h in list(self._held.values()) if h.task is not None]
         if tasks:
@@ -631,6 +634,10 @@ class AsyncWorker:
                 await asyncio.sleep(delay)
                 delay = min(2.0, delay * 2)
         raise AssertionError("unreachable")
+
+
+def _claim_order(job: Job) -> tuple[int, Any, int]:
+    return (-job.priority, job.run_at, job.id)
 
 
 def _token(job: Job) -> uuid.UUID:
