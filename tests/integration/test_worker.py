@@ -346,7 +346,12 @@ def test_claim_query_columns_match_the_positional_decoder(conn):
     from skiplock._sql import QUERIES
 
     conn.execute("SELECT skiplock.enqueue('q', 't')")
-    params = {"queues": ["q"], "worker_id": "00000000-0000-0000-0000-000000000001", "max_jobs": 1, "lease": "30s"}
+    params = {
+        "queues": ["q"],
+        "worker_id": "00000000-0000-0000-0000-000000000001",
+        "max_jobs": 1,
+        "lease": "30s",
+    }
     with conn.cursor() as cur:
         cur.execute(QUERIES["claim"].text, params)
         assert tuple(d.name for d in cur.description) == CLAIM_COLUMNS
