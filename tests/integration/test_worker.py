@@ -356,3 +356,21 @@ def test_claim_query_columns_match_the_positional_decoder(conn):
         cur.execute(QUERIES["claim"].text, params)
         assert tuple(d.name for d in cur.description) == CLAIM_COLUMNS
         assert cur.fetchone()[0] > 0
+
+
+async def test_a_sync_task_past_its_timeout_is_failed_and_reported_as_a_stuck_thread(dsn, client):
+    release = threading.Event()
+
+    @skiplock.task(queue="q", timeout=timedelta(milliseconds=100), max_attempts=1)
+    def blocks() -> None:
+        release.wait(30)
+
+    job = blocks.using(client=client).enqueue()
+    worker = skiplock.AsyncWorker([blocks], dsn=dsn, burst=True, **FAST)
+    await worker.run()
+    try:
+        assert client.get_job(job.id).state is JobState.FAILED
+        assert worker.has_stuck_threads  # the thread cannot be interrupted; the CLI exits around it
+    finally:
+        release.set()
+    await await_until(lambda: asyncio.sleep(0, not worker.has_stuck_threads), what="thread ends")

@@ -17,6 +17,7 @@ Sync tasks run in a thread pool of ``concurrency`` threads; async tasks run on t
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import functools
@@ -185,6 +186,7 @@ class AsyncWorker:
         self._sem = asyncio.Semaphore(concurrency)
         self._jobs_done_since_beat = 0
         self._threads: ThreadPoolExecutor | None = None
+        self._thread_futures: set[concurrent.futures.Future[Any]] = set()
         self._pool: AsyncConnectionPool | None = None
         self._executor: AsyncExecutor | None = None
         self._listener: AsyncListener | None = None
@@ -203,8 +205,12 @@ class AsyncWorker:
 
     @property
     def has_stuck_threads(self) -> bool:
-        """Whether sync task threads were still running when the worker stopped."""
-        return self._running > 0
+        """Whether sync task threads are still running (a thread cannot be cancelled).
+
+        After a timeout or a shutdown past the grace period the job is failed or released, but
+        its thread runs on; the CLI then exits with ``os._exit`` instead of waiting for it.
+        """
+        return any(not f.done() for f in list(self._thread_futures))  # the set shrinks from threads
 
     async def run(self) -> None:
         """Run until ``stop()``, a signal, or (burst mode) until nothing is due."""
@@ -399,11 +405,13 @@ class AsyncWorker:
             if task.is_async:
                 result = await asyncio.wait_for(task.fn(**kwargs), timeout=timeout)
             else:
+                if self._threads is None:  # pragma: no cover - run() creates it first
+                    raise ConfigError("worker is not running")
                 ctx = contextvars.copy_context()
-                future = asyncio.get_running_loop().run_in_executor(
-                    self._threads, ctx.run, functools.partial(task.fn, **kwargs)
-                )
-                result = await asyncio.wait_for(future, timeout=timeout)
+                thread_future = self._threads.submit(ctx.run, functools.partial(task.fn, **kwargs))
+                self._thread_futures.add(thread_future)
+                thread_future.add_done_callback(self._thread_futures.discard)
+                result = await asyncio.wait_for(asyncio.wrap_future(thread_future), timeout=timeout)
         except asyncio.TimeoutError:
             held.ctx._cancel_requested = True
             return _Outcome(
