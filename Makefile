@@ -17,6 +17,7 @@ lint: check-generated ## ruff, ruff format --check, mypy --strict
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	.venv/bin/lint-imports
 
 format: ## apply ruff fixes and formatting
 	$(PY) -m ruff check --fix .
