@@ -514,7 +514,9 @@ class AsyncWorker:
             [h.job.id for h, _ in batch], [_token(h.job) for h, _ in batch], [r for _, r in batch]
         )
         try:
-            rows = await self._db(stmt, attempts=1_000_000, give_up=self._stopping_hard)
+            # Completions are retried until they land (or a forced stop): the work is done, and
+            # an unrecorded completion would only run the job again once its lease expires.
+            rows = await self._db(stmt, attempts=None)
         except SkiplockError as exc:
             log.error("could not acknowledge %s jobs (%s); their leases will expire", len(batch), exc)
             rows = []
@@ -528,9 +530,6 @@ class AsyncWorker:
         self._jobs_done_since_beat += len(done)
         if self.burst:
             self._wake()
-
-    def _stopping_hard(self) -> bool:
-        return self.forced
 
     async def _heartbeat_loop(self) -> None:
         interval = max(0.05, self.lease.total_seconds() / 3)
@@ -626,22 +625,24 @@ class AsyncWorker:
             raise ConfigError("worker is not running")
         return self._executor
 
-    async def _db(
-        self, stmt: statements.BoundStatement, *, attempts: int = 5, give_up: Any = None
-    ) -> list[Any]:
-        """Run a statement, retrying connection errors with backoff (the pool reconnects)."""
+    async def _db(self, stmt: statements.BoundStatement, *, attempts: int | None = 5) -> list[Any]:
+        """Run a statement, retrying connection errors with backoff (the pool reconnects).
+
+        ``attempts=None`` retries until it succeeds or the worker is stopped by force.
+        """
         executor = self._require_executor()
         delay = 0.05
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return await executor.all(stmt)
             except (DatabaseUnavailable, psycopg.OperationalError) as exc:
-                if attempt == attempts or (give_up is not None and give_up()):
+                if (attempts is not None and attempt >= attempts) or self.forced:
                     raise DatabaseUnavailable(str(exc)) from exc
                 log.warning("%s failed (%s); retrying in %.2fs", stmt.name, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(2.0, delay * 2)
-        raise AssertionError("unreachable")
 
 
 def _claim_order(job: Job) -> tuple[int, Any, int]:
