@@ -96,3 +96,9 @@ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(task)s::text IS NULL OR task = %(task)s::text)
 ORDER BY id DESC
 LIMIT %(limit)s::integer;
+
+-- name: job_range_stats :many
+SELECT queue, state::text AS state, count(*) AS jobs, sum(greatest(attempt - 1, 0)) AS retries
+FROM skiplock.jobs
+WHERE id BETWEEN %(lo)s::bigint AND %(hi)s::bigint
+GROUP BY queue, state;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from skiplock.client import Client
 from skiplock.client_async import AsyncClient
 from skiplock.context import JobContext, current_job
@@ -26,6 +28,9 @@ from skiplock.task import Task, task
 from skiplock.worker import AsyncWorker, Worker
 
 __version__ = "0.1.0"
+
+# A library logs, the application decides where logs go (the CLI configures them).
+logging.getLogger("skiplock").addHandler(logging.NullHandler())
 
 __all__ = [
     "AsyncClient",

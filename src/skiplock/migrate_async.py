@@ -61,6 +61,23 @@ class AsyncMigrator:
                 f"skiplock migrations {list(status.pending)} are pending; run `skiplock migrate`"
             )
 
+    def script(self) -> str:
+        """Return one psql-ready script that installs every migration and records it.
+
+        The script runs in one transaction under the same advisory lock as ``up()``, skips
+        nothing and is not idempotent by itself: apply it to a database without the schema
+        (``skiplock migrate --sql | psql``); a later ``up()`` then finds nothing to do.
+        """
+        parts = ["BEGIN;", QUERIES["migration_lock"].text + ";", QUERIES["migration_bootstrap"].text]
+        for m in migrations():
+            parts.append(f"-- migration {m.version:04d}_{m.name}\n{m.text}")
+            parts.append(
+                "INSERT INTO skiplock.migration (version, name, checksum) "
+                f"VALUES ({m.version}, '{m.name}', '{m.checksum}');"
+            )
+        parts.append("COMMIT;")
+        return "\n".join(parts) + "\n"
+
     def sql_for(self, version: int | None = None) -> str:
         """Return the DDL of one migration, or of all of them in order."""
         chosen = [m for m in migrations() if version is None or m.version == version]

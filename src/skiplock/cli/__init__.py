@@ -1,0 +1,32 @@
+"""The `skiplock` command line. Commands parse arguments and call the library; no logic of their own."""
+
+from __future__ import annotations
+
+import typer
+
+from skiplock.cli import job, queue
+from skiplock.cli.demo import demo
+from skiplock.cli.enqueue import enqueue
+from skiplock.cli.migrate import migrate
+from skiplock.cli.worker import worker
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="skiplock",
+    help="skiplock: a Postgres-native job queue.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(migrate)
+app.command()(worker)
+app.command()(enqueue)
+app.command()(demo)
+app.add_typer(job.app, name="jobs")
+app.add_typer(queue.app, name="queues")
+
+
+def main() -> None:
+    """Entry point of the `skiplock` console script."""
+    app()

@@ -1,0 +1,69 @@
+"""Shared CLI plumbing: the --dsn option, one-line errors, safe printing."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from skiplock.errors import SkiplockError
+from skiplock.settings import resolve_dsn
+
+__all__ = ["DsnOption", "console", "dsn_of", "fail", "handle_errors", "safe"]
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one line, never wrapped
+
+DsnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dsn",
+        help="PostgreSQL connection string or URL (default: SKIPLOCK_DSN, then DATABASE_URL, then libpq PG* variables).",
+        show_default=False,
+    ),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F] if chr(i) not in "\n"}
+
+
+def safe(value: object) -> str:
+    """Render job data for a terminal: control characters (ANSI escapes too) shown, never sent."""
+    return escape(str(value).translate(_CONTROL))
+
+
+def dsn_of(dsn: str | None) -> str:
+    return resolve_dsn(dsn)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one clear line to stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {safe(message)}")
+    return typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn expected failures into one line on stderr and a non-zero exit (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SkiplockError as exc:
+            raise fail(str(exc)) from None
+        except psycopg.OperationalError as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise fail(f"database unavailable: {first}") from None
+        except psycopg.Error as exc:
+            raise fail(f"database error: {(exc.diag.message_primary or str(exc)).strip()}") from None
+        except json.JSONDecodeError as exc:
+            raise fail(f"invalid JSON: {exc}") from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,39 @@
+"""`skiplock migrate`: install or upgrade the schema."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from skiplock.cli._common import DsnOption, console, dsn_of, handle_errors
+from skiplock.migrate import Migrator
+
+
+@handle_errors
+def migrate(
+    dsn: DsnOption = None,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the DDL instead of applying it (pipe it into psql).")
+    ] = False,
+    status: Annotated[bool, typer.Option("--status", help="Show applied and pending migrations.")] = False,
+) -> None:
+    """Install or upgrade the skiplock schema. Safe to run from many hosts at once."""
+    migrator = Migrator(dsn_of(dsn))
+    if sql:
+        print(migrator.script(), end="")
+        return
+    if status:
+        st = migrator.status()
+        console.print(f"applied: {list(st.applied) or 'none'}")
+        console.print(f"pending: {list(st.pending) or 'none'}")
+        if st.unknown:
+            console.print(f"[yellow]unknown to this package: {list(st.unknown)}[/]")
+        if st.mismatched:
+            console.print(f"[red]changed since applied: {list(st.mismatched)}[/]")
+        return
+    applied = migrator.up()
+    if applied:
+        console.print(f"applied migrations {applied}")
+    else:
+        console.print("already up to date")

@@ -1,0 +1,76 @@
+"""`skiplock queues`: list, pause and resume queues."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.table import Table
+
+from skiplock.cli._common import DsnOption, console, dsn_of, handle_errors, safe
+from skiplock.client import Client
+from skiplock.models import JobState
+
+app = typer.Typer(help="Inspect, pause and resume queues.", no_args_is_help=True)
+# Short state headers keep the table inside 80 columns.
+# done and cancel count the last minute (see skiplock.queue_stats); fail is the dead-letter set.
+_SHORT = {"scheduled": "sched", "available": "ready", "running": "run", "retryable": "retry",
+          "completed": "done", "failed": "fail", "cancelled": "cancel"}  # fmt: skip
+
+
+@app.command("list")
+@handle_errors
+def list_queues(dsn: DsnOption = None) -> None:
+    """One row per queue: jobs per state (completed/cancelled: last minute), oldest wait, paused."""
+    with Client(dsn_of(dsn), max_size=1) as client:
+        stats = client.queue_stats()
+    by_queue: dict[str, dict[JobState, int]] = defaultdict(dict)
+    oldest: dict[str, str] = {}
+    paused: dict[str, bool] = {}
+    for s in stats:
+        by_queue[s.queue][s.state] = s.jobs
+        paused[s.queue] = s.paused
+        if s.state is JobState.AVAILABLE and s.oldest_age is not None:
+            oldest[s.queue] = _age(s.oldest_age.total_seconds())
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("queue", no_wrap=True)
+    for st in JobState:
+        table.add_column(_SHORT.get(st.value, st.value), justify="right")
+    table.add_column("oldest", justify="right")
+    table.add_column("paused")
+    for queue in sorted(by_queue):
+        counts = [str(by_queue[queue].get(st, 0)) for st in JobState]
+        table.add_row(safe(queue), *counts, oldest.get(queue, "-"), "yes" if paused[queue] else "")
+    console.print(table)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@app.command("pause")
+@handle_errors
+def pause(
+    name: Annotated[str, typer.Argument(help="Queue name.")],
+    until: Annotated[datetime | None, typer.Option(help="Resume by itself at this time (ISO 8601).")] = None,
+    dsn: DsnOption = None,
+) -> None:
+    """Stop every worker from claiming from a queue."""
+    with Client(dsn_of(dsn), max_size=1) as client:
+        client.pause_queue(name, until=until)
+    console.print(f"paused {safe(name)}" + (f" until {safe(until)}" if until else ""))
+
+
+@app.command("resume")
+@handle_errors
+def resume(name: Annotated[str, typer.Argument(help="Queue name.")], dsn: DsnOption = None) -> None:
+    """Let workers claim from a queue again."""
+    with Client(dsn_of(dsn), max_size=1) as client:
+        client.resume_queue(name)
+    console.print(f"resumed {safe(name)}")

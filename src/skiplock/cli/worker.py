@@ -1,0 +1,72 @@
+"""`skiplock worker`: run tasks from one or more modules."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from skiplock.cli._common import DsnOption, dsn_of, fail, handle_errors
+from skiplock.settings import DEFAULT_GRACE_PERIOD, DEFAULT_LEASE
+from skiplock.worker import AsyncWorker
+
+
+@handle_errors
+def worker(
+    modules: Annotated[list[str], typer.Argument(help="Modules that declare tasks, e.g. myapp.tasks.")],
+    dsn: DsnOption = None,
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues, earlier first (default: the tasks' queues).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs running at once.")] = 10,
+    prefetch: Annotated[
+        int | None, typer.Option(min=0, help="Extra jobs leased ahead (default: concurrency).")
+    ] = None,
+    burst: Annotated[bool, typer.Option(help="Exit when no job is due and none is running.")] = False,
+    lease: Annotated[
+        float, typer.Option(min=0.1, help="Lease in seconds, extended by heartbeats.")
+    ] = DEFAULT_LEASE.total_seconds(),
+    grace: Annotated[
+        float, typer.Option(min=0, help="Seconds running jobs get to finish on SIGTERM.")
+    ] = DEFAULT_GRACE_PERIOD.total_seconds(),
+    listen: Annotated[
+        bool,
+        typer.Option(
+            "--listen/--no-listen", help="Use LISTEN/NOTIFY (off behind PgBouncer transaction pooling)."
+        ),
+    ] = True,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
+) -> None:
+    """Run a worker: claim, run and acknowledge jobs until SIGTERM/SIGINT (twice: at once)."""
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    sys.path.insert(0, os.getcwd())
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # an import error in user code: say which module and why
+            raise fail(f"cannot import {name}: {type(exc).__name__}: {exc}", code=2) from None
+    runner = AsyncWorker(
+        dsn=dsn_of(dsn),
+        queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+        concurrency=concurrency,
+        prefetch=prefetch,
+        burst=burst,
+        lease=timedelta(seconds=lease),
+        grace_period=timedelta(seconds=grace),
+        listen=listen,
+        install_signal_handlers=True,
+    )
+    asyncio.run(runner.run())
+    if runner.forced or runner.has_stuck_threads:
+        # Task threads cannot be interrupted; their jobs are already released or failed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1 if runner.forced else 0)

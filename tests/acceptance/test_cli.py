@@ -1,0 +1,225 @@
+"""The `skiplock` command line, end to end on a real database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from typer.testing import CliRunner
+
+from skiplock.cli import app
+
+runner = CliRunner()
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/nowhere"
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def empty_dsn(dsn: str) -> Iterator[str]:
+    """A database on the same server without the skiplock schema."""
+    params = conninfo_to_dict(dsn)
+    name = f"skiplock_empty_{uuid.uuid4().hex[:8]}"
+    admin = make_conninfo(dsn, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_conninfo(**{**params, "dbname": name})
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migrate_applies_once_then_is_a_no_op(empty_dsn):
+    assert cli("migrate", "--dsn", empty_dsn) == (0, "applied migrations [1]\n")
+    assert cli("migrate", "--dsn", empty_dsn) == (0, "already up to date\n")
+    code, out = cli("migrate", "--status", "--dsn", empty_dsn)
+    assert code == 0
+    assert "applied: [1]" in out
+    assert "pending: none" in out
+
+
+def test_migrate_sql_output_installs_the_schema_when_piped_into_the_database(empty_dsn):
+    code, script = cli("migrate", "--sql")
+    assert code == 0
+    assert "CREATE FUNCTION skiplock.claim" in script
+    with psycopg.connect(empty_dsn, autocommit=True) as c:
+        c.execute(script)
+        assert c.execute("SELECT count(*) FROM skiplock.enqueue('q', 't')").fetchone() == (1,)
+    assert cli("migrate", "--dsn", empty_dsn) == (0, "already up to date\n")
+
+
+def test_enqueue_then_inspect_retry_and_cancel_jobs(dsn):
+    code, out = cli("enqueue", "send_welcome", "--args", '{"user_id": 7}', "--queue", "emails", "--dsn", dsn)
+    assert code == 0
+    job_id = int(out.split()[0])
+    assert out.split()[1] == "available"
+    code, out = cli("jobs", "list", "--queue", "emails", "--dsn", dsn)
+    assert code == 0
+    assert "send_welcome" in out
+    code, out = cli("jobs", "show", str(job_id), "--dsn", dsn)
+    assert code == 0
+    assert '"user_id": 7' in out
+    assert cli("jobs", "cancel", str(job_id), "424242", "--dsn", dsn) == (
+        0,
+        f"{job_id} cancelled\n424242 not found\n",
+    )
+    code, out = cli("jobs", "retry", str(job_id), "--dsn", dsn)
+    assert code == 0
+    assert "retried 1 of 1" in out
+    code, out = cli("jobs", "list", "--state", "available", "--dsn", dsn)
+    assert str(job_id) in out
+
+
+def test_jobs_show_escapes_control_characters_from_job_data(dsn, conn):
+    (job_id,) = conn.execute(
+        "SELECT id FROM skiplock.enqueue('q', 't', jsonb_build_object('x', E'\\x1b[31mred\\x07'))"
+    ).fetchone()
+    code, out = cli("jobs", "show", str(job_id), "--dsn", dsn)
+    assert code == 0
+    assert "\x1b" not in out
+    assert "\x07" not in out
+
+
+def test_queues_pause_list_resume(dsn, conn):
+    conn.execute("SELECT skiplock.enqueue('emails', 't')")
+    assert cli("queues", "pause", "emails", "--dsn", dsn) == (0, "paused emails\n")
+    code, out = cli("queues", "list", "--dsn", dsn)
+    assert code == 0
+    assert "emails" in out
+    assert "yes" in out
+    assert conn.execute("SELECT paused FROM skiplock.queue_stats WHERE queue = 'emails'").fetchone() == (
+        True,
+    )
+    assert cli("queues", "resume", "emails", "--dsn", dsn) == (0, "resumed emails\n")
+    assert conn.execute("SELECT paused FROM skiplock.queue_stats WHERE queue = 'emails'").fetchone() == (
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("enqueue", "t", "--dsn", UNREACHABLE), "database unavailable"),
+        (("jobs", "list", "--dsn", UNREACHABLE), "database unavailable"),
+        (("migrate", "--dsn", UNREACHABLE), "database unavailable"),
+        (("enqueue", "t", "--dsn", "not a dsn at all"), "error:"),
+    ],
+)
+def test_unreachable_or_bad_dsn_is_one_line_and_exit_1(args, message):
+    code, out = cli(*args)
+    assert code == 1
+    assert message in out
+    assert "Traceback" not in out
+    assert len(out.strip().splitlines()) == 1
+
+
+def test_missing_schema_says_to_run_migrate(empty_dsn):
+    code, out = cli("jobs", "list", "--dsn", empty_dsn)
+    assert code == 1
+    assert "skiplock migrate" in out
+    assert len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--args", "{bad"), "invalid JSON"),
+        (("--args", "[1, 2]"), "must be a JSON object"),
+        (("--queue", "bad queue; DROP TABLE x"), "invalid queue name"),
+    ],
+)
+def test_bad_input_is_rejected_with_one_line_and_nothing_written(dsn, conn, args, message):
+    code, out = cli("enqueue", "t", *args, "--dsn", dsn)
+    assert code == 1
+    assert message in out
+    assert len(out.strip().splitlines()) == 1
+    assert conn.execute("SELECT count(*) FROM skiplock.jobs").fetchone() == (0,)
+
+
+@pytest.mark.subprocess
+def test_worker_burst_runs_a_module_and_exits(dsn, conn, tmp_path: Path):
+    (tmp_path / "burst_tasks.py").write_text(
+        textwrap.dedent(
+            """
+            from __future__ import annotations
+            import skiplock
+
+            @skiplock.task(queue="burst")
+            def square(x: int) -> int:
+                return x * x
+            """
+        )
+    )
+    conn.execute(
+        "SELECT skiplock.enqueue_many('{burst}', '{square,square}', ARRAY['{\"x\": 3}', '{\"x\": 4}']::jsonb[])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "skiplock", "worker", "burst_tasks", "--burst", "--dsn", dsn],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    results = conn.execute("SELECT result FROM skiplock.job_history ORDER BY id").fetchall()
+    assert results == [(9,), (16,)]
+
+
+@pytest.mark.subprocess
+def test_worker_reports_an_unimportable_module_in_one_line(dsn, tmp_path: Path):
+    done = subprocess.run(
+        [sys.executable, "-m", "skiplock", "worker", "no_such_module_here", "--dsn", dsn],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "cannot import no_such_module_here" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.subprocess
+def test_demo_runs_to_completion_on_a_given_database(dsn, conn):
+    done = subprocess.run(
+        [sys.executable, "-m", "skiplock", "demo", "--dsn", dsn, "--jobs", "200"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "200 jobs finished" in done.stdout
+    live = conn.execute("SELECT count(*) FROM skiplock.job WHERE queue LIKE 'demo.%'").fetchone()
+    assert live == (0,)
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_demo_starts_an_embedded_postgres_when_none_answers(tmp_path: Path):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PGHOST": str(tmp_path / "no-socket-here"),
+        "SKIPLOCK_DEMO_DATA": str(tmp_path / "pgdata"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "skiplock", "demo", "--jobs", "100"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "starting an embedded one" in done.stdout
+    assert "100 jobs finished" in done.stdout
