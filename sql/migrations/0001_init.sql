@@ -73,9 +73,11 @@ CREATE INDEX job_claim_idx ON skiplock.job (queue, priority DESC, run_at, id)
 -- promotion of scheduled/retryable jobs whose run_at has come: an empty range scan when none are due.
 CREATE INDEX job_scheduled_idx ON skiplock.job (queue, run_at)
     WHERE state IN ('scheduled', 'retryable');
--- reap and per-worker release: running jobs only. lease_expires_at is deliberately not indexed so
--- that heartbeats stay HOT.
-CREATE INDEX job_running_idx ON skiplock.job (worker_id)
+-- running jobs only: the reaper's scan, and the per-id probes of complete/heartbeat/release. Keyed
+-- on id so that, when statistics say few jobs run, the planner's favourite small index is still
+-- a lookup and not a filter over every running job. lease_expires_at is deliberately not
+-- indexed, so heartbeats change no indexed column and stay HOT.
+CREATE INDEX job_running_idx ON skiplock.job (id)
     WHERE state = 'running';
 -- dedupe keys are unique among live jobs; a finished job frees its key.
 CREATE UNIQUE INDEX job_dedupe_key_idx ON skiplock.job (dedupe_key)
@@ -521,17 +523,23 @@ CREATE FUNCTION skiplock.complete(
 RETURNS SETOF bigint
 LANGUAGE sql
 AS $$
-    WITH input AS (
+    -- Drive from the input, sorted by id, and probe the primary key once per job with a locking
+    -- subquery: it cannot be flattened, so the plan stays O(n log N) (the planner underestimates
+    -- unnest() of a parameter and would otherwise rescan the input for every running job), and
+    -- rows are locked in id order.
+    WITH input AS MATERIALIZED (
         SELECT u.id, u.lease_token, u.result
         FROM unnest(complete.job_ids, complete.lease_tokens, complete.results) AS u(id, lease_token, result)
+        ORDER BY u.id
     ),
     locked AS MATERIALIZED (
         SELECT j.id, i.result
-        FROM skiplock.job AS j
-        JOIN input AS i ON i.id = j.id
-        WHERE j.lease_token = i.lease_token AND j.state = 'running'
-        ORDER BY j.id
-        FOR UPDATE OF j
+        FROM input AS i
+        CROSS JOIN LATERAL (
+            SELECT x.id FROM skiplock.job AS x
+            WHERE x.id = i.id AND x.lease_token = i.lease_token AND x.state = 'running'
+            FOR UPDATE
+        ) AS j
     ),
     done AS (
         DELETE FROM skiplock.job AS j
@@ -625,13 +633,20 @@ CREATE FUNCTION skiplock.heartbeat(
 RETURNS SETOF bigint
 LANGUAGE sql
 AS $$
-    WITH locked AS MATERIALIZED (
+    -- The same per-id locking probe as complete(): linear in the batch, locks in id order.
+    WITH input AS MATERIALIZED (
+        SELECT u.id, u.lease_token
+        FROM unnest(heartbeat.job_ids, heartbeat.lease_tokens) AS u(id, lease_token)
+        ORDER BY u.id
+    ),
+    locked AS MATERIALIZED (
         SELECT j.id
-        FROM skiplock.job AS j
-        JOIN unnest(heartbeat.job_ids, heartbeat.lease_tokens) AS u(id, lease_token) ON u.id = j.id
-        WHERE j.lease_token = u.lease_token AND j.state = 'running'
-        ORDER BY j.id
-        FOR UPDATE OF j
+        FROM input AS i
+        CROSS JOIN LATERAL (
+            SELECT x.id FROM skiplock.job AS x
+            WHERE x.id = i.id AND x.lease_token = i.lease_token AND x.state = 'running'
+            FOR UPDATE
+        ) AS j
     )
     UPDATE skiplock.job AS j
     SET lease_expires_at = heartbeat.as_of + heartbeat.lease
@@ -651,13 +666,20 @@ CREATE FUNCTION skiplock.release(
 RETURNS SETOF bigint
 LANGUAGE sql
 AS $$
-    WITH locked AS MATERIALIZED (
+    -- The same per-id locking probe as complete(): linear in the batch, locks in id order.
+    WITH input AS MATERIALIZED (
+        SELECT u.id, u.lease_token
+        FROM unnest(release.job_ids, release.lease_tokens) AS u(id, lease_token)
+        ORDER BY u.id
+    ),
+    locked AS MATERIALIZED (
         SELECT j.id, j.queue
-        FROM skiplock.job AS j
-        JOIN unnest(release.job_ids, release.lease_tokens) AS u(id, lease_token) ON u.id = j.id
-        WHERE j.lease_token = u.lease_token AND j.state = 'running'
-        ORDER BY j.id
-        FOR UPDATE OF j
+        FROM input AS i
+        CROSS JOIN LATERAL (
+            SELECT x.id, x.queue FROM skiplock.job AS x
+            WHERE x.id = i.id AND x.lease_token = i.lease_token AND x.state = 'running'
+            FOR UPDATE
+        ) AS j
     ),
     released AS (
         UPDATE skiplock.job AS j

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["claim_size", "poll_delay_s"]
+__all__ = ["claim_size", "poll_delay_s", "refill_threshold"]
 
 
 def claim_size(*, concurrency: int, in_flight: int, prefetch: int, max_batch: int) -> int:
@@ -15,6 +15,18 @@ def claim_size(*, concurrency: int, in_flight: int, prefetch: int, max_batch: in
     """
     room = concurrency + prefetch - in_flight
     return max(0, min(room, max_batch))
+
+
+def refill_threshold(*, concurrency: int, prefetch: int) -> int:
+    """Return how many free slots make a claim worth a round trip.
+
+    Claiming at the first free slot would turn a busy worker into one round trip per job. The
+    prefetch buffer keeps the running slots busy meanwhile, so wait until it is half empty (or,
+    without prefetch, for one free slot: nothing else keeps the slots busy).
+    """
+    if prefetch <= 0:
+        return 1
+    return max(1, min(prefetch, (concurrency + prefetch) // 2))
 
 
 def poll_delay_s(poll_interval_s: float, *, jitter: float = 0.1, rng: random.Random | None = None) -> float:

@@ -37,7 +37,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from skiplock._core import statements
-from skiplock._core.claiming import claim_size, poll_delay_s
+from skiplock._core.claiming import claim_size, poll_delay_s, refill_threshold
 from skiplock._core.rows import job_from_claim
 from skiplock._driver.executor_async import AsyncExecutor
 from skiplock._driver.listener_async import AsyncListener
@@ -191,7 +191,8 @@ class AsyncWorker:
         self._executor: AsyncExecutor | None = None
         self._listener: AsyncListener | None = None
         self._signals = 0
-        self._starved = False  # the producer waits for a free slot
+        self._starved = False  # the producer waits for free slots
+        self._refill_at = refill_threshold(concurrency=self.concurrency, prefetch=self.prefetch)
         self._draining = False  # shutdown: the acker exits once nothing is left to flush
         self._acker_task: asyncio.Task[None] | None = None
 
@@ -301,12 +302,12 @@ class AsyncWorker:
                 prefetch=self.prefetch,
                 max_batch=MAX_BATCH,
             )
-            if n == 0:
-                # No room. Clear first: a set Event returns from wait() without yielding, and
-                # old wake-ups (NOTIFYs) mean nothing while every slot is taken.
+            if n < self._refill_at:
+                # Too little room for a worthwhile claim. Clear first: a set Event returns from
+                # wait() without yielding, and old wake-ups (NOTIFYs) mean nothing while full.
                 self._wakeup.clear()
                 self._starved = True
-                # A finishing job wakes us; the poll floor is only a safety net.
+                # Finishing jobs wake us at the refill threshold; the poll floor is a safety net.
                 await self._wait_wakeup(self.poll_interval.total_seconds())
                 self._starved = False
                 continue
@@ -379,8 +380,8 @@ class AsyncWorker:
             outcome = _Outcome("release")
         held.phase = "finishing"
         self._active -= 1
-        if self._starved:
-            self._wake()  # a slot is free
+        if self._starved and self.concurrency + self.prefetch - self._active >= self._refill_at:
+            self._wake()  # enough slots are free for a worthwhile claim
         await self._finish(held, outcome)
         if self.burst:
             self._wake()  # burst mode exits once nothing is held

@@ -1,0 +1,137 @@
+"""Shared benchmark plumbing: databases, timing, environment facts, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def admin_dsn() -> str:
+    return os.environ.get("SKIPLOCK_BENCH_DSN", DEFAULT_ADMIN_DSN)
+
+
+def fresh_database(name: str) -> str:
+    """Drop and create database ``name`` on the benchmark server; return its DSN."""
+    admin = admin_dsn()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_conninfo(admin, dbname=name)
+
+
+def as_url(dsn: str) -> str:
+    """A postgresql:// URL for drivers that only take URLs (asyncpg)."""
+    p = conninfo_to_dict(dsn)
+    auth = p.get("user", "postgres") + (f":{p['password']}" if p.get("password") else "")
+    return f"postgresql://{auth}@{p.get('host', '127.0.0.1')}:{p.get('port', 5432)}/{p.get('dbname', 'postgres')}"
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def vacuum(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run_child(module: str, *args: str, timeout: float = 900) -> dict[str, Any]:
+    """Run ``python -m benchmarks.<module> ...`` and return the JSON it prints last."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} failed ({done.returncode}): {done.stderr.strip()[-800:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@dataclass
+class Measurement:
+    """One workload for one system: repeated samples, reported as the median."""
+
+    workload: str
+    system: str
+    unit: str
+    samples: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.samples) if self.samples else None
+
+
+def environment() -> dict[str, Any]:
+    """Facts that make a result reproducible: code version, server, machine."""
+    facts: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    try:
+        facts["git_sha"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        facts["git_sha"] = "unknown"
+    with psycopg.connect(admin_dsn()) as conn:
+        facts["postgres"] = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        for setting in ("synchronous_commit", "shared_buffers", "max_wal_size", "wal_level", "fsync"):
+            facts[setting] = conn.execute(f"SHOW {setting}").fetchone()[0]  # type: ignore[index]
+    host = conninfo_to_dict(admin_dsn()).get("host", "")
+    facts["server"] = host
+    return facts
+
+
+def to_json(results: list[Measurement], env: dict[str, Any], sizes: dict[str, int]) -> dict[str, Any]:
+    return {"environment": env, "sizes": sizes, "results": [asdict(m) | {"median": m.median} for m in results]}
+
+
+def markdown(results: list[Measurement]) -> str:
+    """A table per workload: each system's median and its ratio to the raw ceiling and to skiplock."""
+    lines: list[str] = []
+    workloads = list(dict.fromkeys(m.workload for m in results))
+    for workload in workloads:
+        rows = [m for m in results if m.workload == workload]
+        ceiling = max((m.median for m in rows if m.system.startswith("raw") and m.median), default=None)
+        ours = next((m.median for m in rows if m.system == "skiplock" and m.median), None)
+        lines += [f"### {workload}", "", "| system | median | vs best raw ceiling | skiplock ÷ system |", "|---|---|---|---|"]
+        for m in rows:
+            if m.median is None:
+                lines.append(f"| {m.system} | {m.error or 'not run'} | | |")
+                continue
+            vs_ceiling = f"{m.median / ceiling:.2f}×" if ceiling else ""
+            vs_ours = f"{ours / m.median:.2f}×" if ours and m.system != "skiplock" else ""
+            detail = ", ".join(f"{k} {v}" for k, v in m.extra.items())
+            lines.append(
+                f"| {m.system} | {m.median:,.0f} {m.unit}{f' ({detail})' if detail else ''} | {vs_ceiling} | {vs_ours} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
