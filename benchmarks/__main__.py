@@ -46,7 +46,14 @@ class System:
         single: Callable[[str, int], None] | None,
         drains: bool,
     ) -> None:
-        self.name, self.setup, self.reset, self.batch, self.single, self.drains = name, setup, reset, batch, single, drains
+        self.name, self.setup, self.reset, self.batch, self.single, self.drains = (
+            name,
+            setup,
+            reset,
+            batch,
+            single,
+            drains,
+        )
         self.dsn = ""
 
 
@@ -61,8 +68,14 @@ def systems() -> tuple[list[System], dict[str, str]]:
     reason = pgqueuer_system.available()
     if reason is None:
         found.append(
-            System("PGQueuer", pgqueuer_system.setup, pgqueuer_system.reset, pgqueuer_system.batch_enqueue,
-                   pgqueuer_system.single_enqueue, True)  # fmt: skip
+            System(
+                "PGQueuer",
+                pgqueuer_system.setup,
+                pgqueuer_system.reset,
+                pgqueuer_system.batch_enqueue,
+                pgqueuer_system.single_enqueue,
+                True,
+            )
         )
     else:
         skipped["PGQueuer"] = reason
@@ -96,7 +109,9 @@ def run(sizes: dict[str, int], reps: int) -> tuple[list[Measurement], dict[str, 
         for rep in range(reps):
             order = chosen[rep % len(chosen) :] + chosen[: rep % len(chosen)]
             for s in order:
-                batch_label = f"batch enqueue: {sizes['batch_jobs']:,} jobs in batches of {sizes['batch_size']:,}"
+                batch_label = (
+                    f"batch enqueue: {sizes['batch_jobs']:,} jobs in batches of {sizes['batch_size']:,}"
+                )
                 s.reset(s.dsn)
                 vacuum(s.dsn)
                 seconds = timed(lambda s=s: s.batch(s.dsn, sizes["batch_jobs"], sizes["batch_size"]))
@@ -131,11 +146,15 @@ def run(sizes: dict[str, int], reps: int) -> tuple[list[Measurement], dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="every workload at tiny sizes (CI: checks they run)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="every workload at tiny sizes (CI: checks they run)"
+    )
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3, smoke 1)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the full sizes (e.g. 0.2)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
-    parser.add_argument("--write-docs", action="store_true", help="rewrite the results table in docs/benchmarks.md")
+    parser.add_argument(
+        "--write-docs", action="store_true", help="rewrite the results table in docs/benchmarks.md"
+    )
     options = parser.parse_args()
     sizes = dict(SMOKE) if options.smoke else {k: max(1, int(v * options.scale)) for k, v in FULL.items()}
     sizes["batch_size"] = SMOKE["batch_size"] if options.smoke else FULL["batch_size"]
@@ -147,7 +166,9 @@ def main() -> None:
     print(report)
     for name, why in skipped.items():
         print(f"- {name}: {why}")
-    print(f"\n({reps} repetition(s), {time.monotonic() - started:.0f}s, git {env['git_sha']}, PostgreSQL {env['postgres']})")
+    print(
+        f"\n({reps} repetition(s), {time.monotonic() - started:.0f}s, git {env['git_sha']}, PostgreSQL {env['postgres']})"
+    )
     data = to_json(results, env, sizes) | {"skipped": skipped, "reps": reps}
     out = options.out or (
         Path(tempfile.gettempdir()) / "skiplock-bench-smoke.json"
@@ -161,7 +182,9 @@ def main() -> None:
         _write_docs(report, skipped, env, sizes, reps)
 
 
-def _write_docs(report: str, skipped: dict[str, str], env: dict[str, Any], sizes: dict[str, int], reps: int) -> None:
+def _write_docs(
+    report: str, skipped: dict[str, str], env: dict[str, Any], sizes: dict[str, int], reps: int
+) -> None:
     page = ROOT / "docs" / "benchmarks.md"
     text = page.read_text() if page.exists() else ""
     start, end = "<!-- results:start -->", "<!-- results:end -->"

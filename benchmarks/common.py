@@ -111,7 +111,11 @@ def environment() -> dict[str, Any]:
 
 
 def to_json(results: list[Measurement], env: dict[str, Any], sizes: dict[str, int]) -> dict[str, Any]:
-    return {"environment": env, "sizes": sizes, "results": [asdict(m) | {"median": m.median} for m in results]}
+    return {
+        "environment": env,
+        "sizes": sizes,
+        "results": [asdict(m) | {"median": m.median} for m in results],
+    }
 
 
 def markdown(results: list[Measurement]) -> str:
@@ -122,7 +126,12 @@ def markdown(results: list[Measurement]) -> str:
         rows = [m for m in results if m.workload == workload]
         ceiling = max((m.median for m in rows if m.system.startswith("raw") and m.median), default=None)
         ours = next((m.median for m in rows if m.system == "skiplock" and m.median), None)
-        lines += [f"### {workload}", "", "| system | median | vs best raw ceiling | skiplock ÷ system |", "|---|---|---|---|"]
+        lines += [
+            f"### {workload}",
+            "",
+            "| system | median | vs best raw ceiling | skiplock ÷ system |",
+            "|---|---|---|---|",
+        ]
         for m in rows:
             if m.median is None:
                 lines.append(f"| {m.system} | {m.error or 'not run'} | | |")

@@ -64,7 +64,11 @@ def batch_insert(dsn: str, n: int, batch: int) -> None:
 def batch_copy(dsn: str, n: int, batch: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for start in range(0, n, batch):
-            with conn.transaction(), conn.cursor() as cur, cur.copy("COPY raw_job (queue, task, args) FROM STDIN") as copy:
+            with (
+                conn.transaction(),
+                conn.cursor() as cur,
+                cur.copy("COPY raw_job (queue, task, args) FROM STDIN") as copy,
+            ):
                 for a in _args(min(batch, n - start)):
                     copy.write_row(("bench", "noop", a))
 
@@ -72,7 +76,10 @@ def batch_copy(dsn: str, n: int, batch: int) -> None:
 def single_insert(dsn: str, n: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for i in range(n):
-            conn.execute("INSERT INTO raw_job (queue, task, args) VALUES ('bench', 'noop', %s::jsonb)", [f'{{"i": {i}}}'])
+            conn.execute(
+                "INSERT INTO raw_job (queue, task, args) VALUES ('bench', 'noop', %s::jsonb)",
+                [f'{{"i": {i}}}'],
+            )
 
 
 def drain(dsn: str) -> int:
