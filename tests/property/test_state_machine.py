@@ -10,6 +10,7 @@ The clock is an input: every call passes ``as_of``; nothing sleeps.
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -73,11 +74,11 @@ def make_machine(conn: psycopg.Connection[Any]) -> type[RuleBasedStateMachine]:
                 "SELECT id, lease_token, attempt FROM skiplock.claim('{q}', %(w)s, %(n)s, %(lease)s, %(now)s)",
                 {"w": self.worker, "n": n, "lease": LEASE, "now": self.now},
             )
-            due = [
-                i
-                for i, j in self.jobs.items()
-                if j.state in ("available", "scheduled", "retryable") and j.run_at <= self.now
-            ]
+            # claim first promotes every due scheduled/retryable job of the queue, claimed or not.
+            for j in self.jobs.values():
+                if j.state in ("scheduled", "retryable") and j.run_at <= self.now:
+                    j.state = "available"
+            due = [i for i, j in self.jobs.items() if j.state == "available" and j.run_at <= self.now]
             assert len(rows) == min(n, len(due))
             for job_id, token, attempt in rows:
                 job = self.jobs[job_id]
@@ -259,6 +260,7 @@ def test_sql_engine_matches_the_model(conn):
             max_examples=60,
             stateful_step_count=40,
             deadline=None,
+            derandomize=bool(os.environ.get("CI")),  # CI: a fixed set of examples; locally: explore
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )
