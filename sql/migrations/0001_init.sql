@@ -217,6 +217,23 @@ $$;
 -- Enqueue
 -- ---------------------------------------------------------------------------------------------
 
+-- _is_queue_name / _is_task_name: the naming rules, in one place (simple SQL, inlined by the planner).
+CREATE FUNCTION skiplock._is_queue_name(name text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+AS $$
+    SELECT COALESCE(_is_queue_name.name ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$', false);
+$$;
+
+CREATE FUNCTION skiplock._is_task_name(name text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+AS $$
+    SELECT COALESCE(_is_task_name.name ~ '^[A-Za-z0-9_][A-Za-z0-9_.:<>-]{0,199}$', false);
+$$;
+
 -- enqueue_many: insert a batch of jobs in one statement and return their ids in input order.
 -- Every array has one element per job, or exactly one element that applies to all of them;
 -- NULL (or a NULL element) means the default. A job whose dedupe_key matches a live job is not
@@ -238,27 +255,49 @@ CREATE FUNCTION skiplock.enqueue_many(
 )
 RETURNS SETOF bigint
 LANGUAGE plpgsql
--- The body is one large statement whose plan does not depend on the values passed: plan it once
--- per session instead of per call (custom plans cost more than a small batch's insert).
+-- The body's statements have plans that do not depend on the values passed: plan them once per
+-- session instead of per call (custom plans cost more than a small batch's insert).
 SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_variable
 DECLARE
-    n           integer := cardinality(tasks);
-    max_batch   integer := skiplock._setting('max_batch_size', 10000);
-    max_bytes   integer := skiplock._setting('max_args_bytes', 262144);
-    ids         bigint[];
-    keyed       boolean := dedupe_keys IS NOT NULL;
-    missing     integer;
+    n             integer := greatest(cardinality(queues), cardinality(tasks), cardinality(args),
+                                      cardinality(priorities), cardinality(run_ats), cardinality(delays),
+                                      cardinality(max_attempts), cardinality(dedupe_keys));
+    max_batch     integer := skiplock._setting('max_batch_size', 10000);
+    max_bytes     integer := skiplock._setting('max_args_bytes', 262144);
+    ids           bigint[];
+    inserted_keys text[];
+    resolved      bigint[];
+    bad           text;
+    redo          bigint[];
+    again         bigint[];
 BEGIN
-    IF n IS NULL OR n = 0 THEN
-        PERFORM skiplock._invalid('tasks must be a non-empty array');
+    IF COALESCE(cardinality(queues), 0) = 0 OR COALESCE(cardinality(tasks), 0) = 0 THEN
+        PERFORM skiplock._invalid('queues and tasks must be non-empty arrays');
     END IF;
     IF n > max_batch THEN
         PERFORM skiplock._invalid(format('batch of %s jobs exceeds the limit of %s', n, max_batch),
                                   'split the batch, or raise skiplock.max_batch_size');
     END IF;
+    -- Names are checked once per distinct value (a batch rarely has more than a few), before the
+    -- arrays are broadcast.
+    SELECT d.v INTO bad FROM (SELECT DISTINCT v FROM unnest(queues) AS v) AS d
+    WHERE NOT skiplock._is_queue_name(d.v) LIMIT 1;
+    IF FOUND THEN
+        PERFORM skiplock._invalid(
+            format('invalid queue name %s (job %s)', skiplock._show(bad), array_position(queues, bad)),
+            'queue names are 1-63 characters of letters, digits and _ . : - and start with a letter or digit');
+    END IF;
+    SELECT d.v INTO bad FROM (SELECT DISTINCT v FROM unnest(tasks) AS v) AS d
+    WHERE NOT skiplock._is_task_name(d.v) LIMIT 1;
+    IF FOUND THEN
+        PERFORM skiplock._invalid(
+            format('invalid task name %s (job %s)', skiplock._show(bad), array_position(tasks, bad)),
+            'task names are 1-200 characters of letters, digits and _ . : - < > and start with a letter, digit or _');
+    END IF;
     queues       := skiplock._broadcast(queues, n, 'queues');
+    tasks        := skiplock._broadcast(tasks, n, 'tasks');
     args         := skiplock._broadcast(args, n, 'args');
     priorities   := skiplock._broadcast(priorities, n, 'priorities');
     run_ats      := skiplock._broadcast(run_ats, n, 'run_ats');
@@ -266,20 +305,13 @@ BEGIN
     max_attempts := skiplock._broadcast(max_attempts, n, 'max_attempts');
     dedupe_keys  := skiplock._broadcast(dedupe_keys, n, 'dedupe_keys');
 
-    -- Validate and insert in one pass: each CASE raises on the first bad row, which aborts the
-    -- statement, so nothing of the batch is written.
-    WITH src AS MATERIALIZED (
-        SELECT
-            u.ord,
-            nextval('skiplock.job_id_seq') AS id,
-            CASE WHEN u.queue ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$' THEN u.queue
-                 ELSE skiplock._invalid(format('invalid queue name %s (job %s)', skiplock._show(u.queue), u.ord),
-                      'queue names are 1-63 characters of letters, digits and _ . : - and start with a letter or digit')
-            END AS queue,
-            CASE WHEN u.task ~ '^[A-Za-z0-9_][A-Za-z0-9_.:<>-]{0,199}$' THEN u.task
-                 ELSE skiplock._invalid(format('invalid task name %s (job %s)', skiplock._show(u.task), u.ord),
-                      'task names are 1-200 characters of letters, digits and _ . : - < > and start with a letter, digit or _')
-            END AS task,
+    -- Validate the rest and insert in one pass: a CASE raises on the first bad row, which aborts
+    -- the statement, so nothing of the batch is written. Rows are inserted in input order, so the
+    -- ids the sequence gives them increase in input order too.
+    WITH ins AS (
+        INSERT INTO skiplock.job AS j (queue, task, args, state, priority, max_attempts, run_at,
+                                       created_at, dedupe_key)
+        SELECT u.queue, u.task,
             CASE WHEN u.args IS NULL THEN '{}'::jsonb
                  WHEN jsonb_typeof(u.args) <> 'object' THEN
                       skiplock._invalid(format('args must be a JSON object, got %s (job %s)', jsonb_typeof(u.args), u.ord))::jsonb
@@ -288,89 +320,93 @@ BEGIN
                                                pg_column_size(u.args), max_bytes, u.ord),
                                         'store large payloads elsewhere and pass a reference, or raise skiplock.max_args_bytes')::jsonb
                  ELSE u.args
-            END AS args,
+            END,
+            CASE WHEN t.due > as_of THEN 'scheduled' ELSE 'available' END::skiplock.job_state,
             CASE WHEN u.priority IS NULL THEN 0::smallint
                  WHEN u.priority BETWEEN -32768 AND 32767 THEN u.priority::smallint
                  ELSE skiplock._invalid(format('priority %s out of range -32768..32767 (job %s)', u.priority, u.ord))::smallint
-            END AS priority,
-            CASE WHEN u.delay < interval '0' THEN
-                      skiplock._invalid(format('delay must not be negative, got %s (job %s)', u.delay, u.ord))::timestamptz
-                 ELSE COALESCE(u.run_at, as_of + u.delay, as_of)
-            END AS run_at,
+            END,
             CASE WHEN u.max_attempts IS NULL THEN 10
                  WHEN u.max_attempts BETWEEN 1 AND 1000 THEN u.max_attempts
                  ELSE skiplock._invalid(format('max_attempts %s out of range 1..1000 (job %s)', u.max_attempts, u.ord))::integer
-            END AS max_attempts,
+            END,
+            t.due,
+            as_of,
             CASE WHEN u.dedupe_key IS NULL OR octet_length(u.dedupe_key) BETWEEN 1 AND 512 THEN u.dedupe_key
                  ELSE skiplock._invalid(format('dedupe_key must be 1-512 bytes (job %s)', u.ord))
-            END AS dedupe_key
+            END
         FROM unnest(queues, tasks, args, priorities, run_ats, delays, max_attempts, dedupe_keys)
              WITH ORDINALITY AS u(queue, task, args, priority, run_at, delay, max_attempts, dedupe_key, ord)
-    ),
-    ins AS (
-        INSERT INTO skiplock.job (id, queue, task, args, state, priority, max_attempts, run_at,
-                                  created_at, dedupe_key)
-        SELECT s.id, s.queue, s.task, s.args,
-               CASE WHEN s.run_at > as_of THEN 'scheduled' ELSE 'available' END::skiplock.job_state,
-               s.priority, s.max_attempts, s.run_at, as_of, s.dedupe_key
-        FROM src AS s
-        ORDER BY s.ord
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN u.delay < interval '0' THEN
+                        skiplock._invalid(format('delay must not be negative, got %s (job %s)', u.delay, u.ord))::timestamptz
+                   ELSE COALESCE(u.run_at, as_of + u.delay, as_of)
+                   END AS due
+        ) AS t
+        ORDER BY u.ord
         ON CONFLICT DO NOTHING
-        RETURNING 1
+        RETURNING j.id, j.queue, j.state, j.dedupe_key
     ),
     woken AS (
-        SELECT skiplock._notify(array_agg(DISTINCT s.queue)) FROM src AS s WHERE s.run_at <= as_of
+        SELECT skiplock._notify(array_agg(DISTINCT i.queue) FILTER (WHERE i.state = 'available')) AS n FROM ins AS i
     )
-    SELECT array_agg(s.id ORDER BY s.ord) INTO ids
-    FROM src AS s
-    WHERE (SELECT count(*) FROM ins) >= 0 AND (SELECT count(*) FROM woken) >= 0;  -- force both CTEs
+    SELECT array_agg(i.id ORDER BY i.id), array_agg(i.dedupe_key) FILTER (WHERE i.dedupe_key IS NOT NULL)
+    INTO ids, inserted_keys
+    FROM woken LEFT JOIN ins AS i ON true;
 
-    IF NOT keyed THEN
+    IF dedupe_keys IS NULL THEN
         RETURN QUERY SELECT unnest(ids);
         RETURN;
     END IF;
 
-    -- Deduplicated jobs: return the live job holding the key. This is a new statement, so under
-    -- READ COMMITTED it sees a conflicting job that another transaction committed while our
-    -- INSERT waited on it.
+    -- Some jobs carried dedupe keys: put each job's id back at its position. A job was inserted
+    -- when it had no key, or was the first of the batch with a key no live job held; the others
+    -- get the id of the live job holding their key. This is a new statement, so under READ
+    -- COMMITTED it sees a holder another transaction committed while our INSERT waited on it.
     FOR attempt IN 1..5 LOOP
-        WITH mine AS (
-            SELECT u.id, u.key, u.ord
-            FROM unnest(ids, dedupe_keys) WITH ORDINALITY AS u(id, key, ord)
+        WITH inp AS (
+            SELECT k.ord, k.key,
+                   (k.key IS NULL
+                    OR (k.key = ANY (inserted_keys)
+                        AND row_number() OVER (PARTITION BY k.key ORDER BY k.ord) = 1)) AS was_inserted
+            FROM unnest(dedupe_keys) WITH ORDINALITY AS k(key, ord)
         ),
-        resolved AS (
-            SELECT m.ord,
-                   CASE WHEN m.key IS NULL THEN m.id
-                        ELSE (SELECT j.id FROM skiplock.job AS j WHERE j.dedupe_key = m.key)
-                   END AS id
-            FROM mine AS m
+        numbered AS (
+            SELECT inp.ord, inp.key, inp.was_inserted,
+                   sum(inp.was_inserted::integer) OVER (ORDER BY inp.ord) AS k
+            FROM inp
         )
-        SELECT array_agg(r.id ORDER BY r.ord), count(*) FILTER (WHERE r.id IS NULL)
-        INTO ids, missing
-        FROM resolved AS r;
-        EXIT WHEN missing = 0;
-        -- The key's holder finished between our INSERT and this lookup: insert the rest again.
-        WITH src AS (
-            SELECT u.ord, u.queue, u.task, u.args, u.priority,
-                   COALESCE(u.run_at, as_of + u.delay, as_of) AS run_at, u.max_attempts, u.dedupe_key, u.id
-            FROM unnest(queues, tasks, args, priorities, run_ats, delays, max_attempts, dedupe_keys, ids)
-                 WITH ORDINALITY AS u(queue, task, args, priority, run_at, delay, max_attempts, dedupe_key, id, ord)
-            WHERE u.id IS NULL
-        )
-        INSERT INTO skiplock.job (queue, task, args, state, priority, max_attempts, run_at,
-                                  created_at, dedupe_key)
-        SELECT s.queue, s.task, COALESCE(s.args, '{}'),
-               CASE WHEN s.run_at > as_of THEN 'scheduled' ELSE 'available' END::skiplock.job_state,
-               COALESCE(s.priority, 0), COALESCE(s.max_attempts, 10), s.run_at, as_of, s.dedupe_key
-        FROM src AS s
-        ORDER BY s.ord
-        ON CONFLICT DO NOTHING;
+        SELECT array_agg(CASE WHEN nb.was_inserted THEN ids[nb.k]
+                              ELSE (SELECT j.id FROM skiplock.job AS j WHERE j.dedupe_key = nb.key)
+                         END ORDER BY nb.ord)
+        INTO resolved
+        FROM numbered AS nb;
+        EXIT WHEN array_position(resolved, NULL) IS NULL;
+        -- A key's holder finished between our INSERT and this lookup: its key is free now, so
+        -- enqueue those jobs again (rare; bounded by the loop).
+        SELECT array_agg(r.ord ORDER BY r.ord) INTO redo
+        FROM unnest(resolved) WITH ORDINALITY AS r(id, ord) WHERE r.id IS NULL;
+        SELECT array_agg(e.id) INTO again
+        FROM skiplock.enqueue_many(
+            ARRAY(SELECT queues[o] FROM unnest(redo) WITH ORDINALITY AS x(o, i) ORDER BY i),
+            ARRAY(SELECT tasks[o] FROM unnest(redo) WITH ORDINALITY AS x(o, i) ORDER BY i),
+            ARRAY(SELECT args[o] FROM unnest(redo) WITH ORDINALITY AS x(o, i) ORDER BY i),
+            ARRAY(SELECT priorities[o] FROM unnest(redo) WITH ORDINALITY AS x(o, i) ORDER BY i),
+            ARRAY(SELECT run_ats[o] FROM unnest(redo) WITH ORDINALITY AS x(o, i) ORDER BY i),
+            ARRAY(SELECT delays[o] FROM unnest(redo) WITH ORDINALITY AS x(o, i) ORDER BY i),
+            ARRAY(SELECT max_attempts[o] FROM unnest(redo) WITH ORDINALITY AS x(o, i) ORDER BY i),
+            ARRAY(SELECT dedupe_keys[o] FROM unnest(redo) WITH ORDINALITY AS x(o, i) ORDER BY i),
+            as_of) AS e(id);
+        FOR i IN 1..cardinality(redo) LOOP
+            resolved[redo[i]] := again[i];
+        END LOOP;
+        EXIT WHEN array_position(resolved, NULL) IS NULL;
     END LOOP;
-    IF missing > 0 THEN
+    IF array_position(resolved, NULL) IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '40001',
             MESSAGE = 'skiplock: could not resolve dedupe keys under concurrent churn; retry the transaction';
     END IF;
-    RETURN QUERY SELECT unnest(ids);
+    RETURN QUERY SELECT unnest(resolved);
 END;
 $$;
 
@@ -387,7 +423,7 @@ BEGIN
     ELSIF cardinality(arr) = 1 THEN
         RETURN array_fill(arr[1], ARRAY[n]);
     END IF;
-    PERFORM skiplock._invalid(format('%s has %s elements; expected 1 or %s (one per task)',
+    PERFORM skiplock._invalid(format('%s has %s elements; expected 1 or %s (one per job)',
                                      name, cardinality(arr), n));
     RETURN NULL;
 END;
@@ -892,7 +928,7 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE
 AS $$
-    SELECT CASE WHEN _check_queue.queue ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$' THEN _check_queue.queue
+    SELECT CASE WHEN skiplock._is_queue_name(_check_queue.queue) THEN _check_queue.queue
                 ELSE skiplock._invalid(format('invalid queue name %s', skiplock._show(_check_queue.queue)),
                      'queue names are 1-63 characters of letters, digits and _ . : - and start with a letter or digit')
            END;

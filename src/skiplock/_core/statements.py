@@ -72,7 +72,7 @@ def enqueue_many(specs: Sequence[JobSpec]) -> BoundStatement:
     return _bind(
         "enqueue_many",
         queues=column([s.queue for s in specs]),
-        tasks=[s.task for s in specs],
+        tasks=column([s.task for s in specs]),
         args=[_args(s.args) for s in specs],
         priorities=column([s.priority for s in specs]),
         run_ats=column([s.run_at for s in specs]),
