@@ -234,6 +234,65 @@ AS $$
     SELECT COALESCE(_is_task_name.name ~ '^[A-Za-z0-9_][A-Za-z0-9_.:<>-]{0,199}$', false);
 $$;
 
+-- _check_job: validate one job's fields, raising invalid_parameter_value (22023) with a clear
+-- message for the first problem; returns true when all is well. The single source of the
+-- validation rules and messages: enqueue calls it once; enqueue_many calls it only for a row its
+-- cheap inline predicate rejected, to raise the right message.
+CREATE FUNCTION skiplock._check_job(
+    queue        text,
+    task         text,
+    args         jsonb,
+    priority     integer,
+    delay        interval,
+    max_attempts integer,
+    dedupe_key   text,
+    ord          bigint DEFAULT 1
+)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    max_bytes integer := skiplock._setting('max_args_bytes', 262144);
+BEGIN
+    IF NOT skiplock._is_queue_name(_check_job.queue) THEN
+        PERFORM skiplock._invalid(
+            format('invalid queue name %s (job %s)', skiplock._show(_check_job.queue), _check_job.ord),
+            'queue names are 1-63 characters of letters, digits and _ . : - and start with a letter or digit');
+    END IF;
+    IF NOT skiplock._is_task_name(_check_job.task) THEN
+        PERFORM skiplock._invalid(
+            format('invalid task name %s (job %s)', skiplock._show(_check_job.task), _check_job.ord),
+            'task names are 1-200 characters of letters, digits and _ . : - < > and start with a letter, digit or _');
+    END IF;
+    IF jsonb_typeof(_check_job.args) <> 'object' THEN
+        PERFORM skiplock._invalid(
+            format('args must be a JSON object, got %s (job %s)', jsonb_typeof(_check_job.args), _check_job.ord));
+    END IF;
+    IF pg_column_size(_check_job.args) > max_bytes THEN
+        PERFORM skiplock._invalid(
+            format('args of %s bytes exceed the limit of %s bytes (job %s)',
+                   pg_column_size(_check_job.args), max_bytes, _check_job.ord),
+            'store large payloads elsewhere and pass a reference, or raise skiplock.max_args_bytes');
+    END IF;
+    IF _check_job.priority NOT BETWEEN -32768 AND 32767 THEN
+        PERFORM skiplock._invalid(
+            format('priority %s out of range -32768..32767 (job %s)', _check_job.priority, _check_job.ord));
+    END IF;
+    IF _check_job.max_attempts NOT BETWEEN 1 AND 1000 THEN
+        PERFORM skiplock._invalid(
+            format('max_attempts %s out of range 1..1000 (job %s)', _check_job.max_attempts, _check_job.ord));
+    END IF;
+    IF _check_job.delay < interval '0' THEN
+        PERFORM skiplock._invalid(
+            format('delay must not be negative, got %s (job %s)', _check_job.delay, _check_job.ord));
+    END IF;
+    IF octet_length(_check_job.dedupe_key) NOT BETWEEN 1 AND 512 THEN
+        PERFORM skiplock._invalid(format('dedupe_key must be 1-512 bytes (job %s)', _check_job.ord));
+    END IF;
+    RETURN true;
+END;
+$$;
+
 -- enqueue_many: insert a batch of jobs in one statement and return their ids in input order.
 -- Every array has one element per job, or exactly one element that applies to all of them;
 -- NULL (or a NULL element) means the default. A job whose dedupe_key matches a live job is not
@@ -269,7 +328,8 @@ DECLARE
     ids           bigint[];
     inserted_keys text[];
     resolved      bigint[];
-    bad           text;
+    bad_ord       bigint;
+    names_ok      boolean;
     redo          bigint[];
     again         bigint[];
 BEGIN
@@ -280,22 +340,13 @@ BEGIN
         PERFORM skiplock._invalid(format('batch of %s jobs exceeds the limit of %s', n, max_batch),
                                   'split the batch, or raise skiplock.max_batch_size');
     END IF;
-    -- Names are checked once per distinct value (a batch rarely has more than a few), before the
-    -- arrays are broadcast.
-    SELECT d.v INTO bad FROM (SELECT DISTINCT v FROM unnest(queues) AS v) AS d
-    WHERE NOT skiplock._is_queue_name(d.v) LIMIT 1;
-    IF FOUND THEN
-        PERFORM skiplock._invalid(
-            format('invalid queue name %s (job %s)', skiplock._show(bad), array_position(queues, bad)),
-            'queue names are 1-63 characters of letters, digits and _ . : - and start with a letter or digit');
-    END IF;
-    SELECT d.v INTO bad FROM (SELECT DISTINCT v FROM unnest(tasks) AS v) AS d
-    WHERE NOT skiplock._is_task_name(d.v) LIMIT 1;
-    IF FOUND THEN
-        PERFORM skiplock._invalid(
-            format('invalid task name %s (job %s)', skiplock._show(bad), array_position(tasks, bad)),
-            'task names are 1-200 characters of letters, digits and _ . : - < > and start with a letter, digit or _');
-    END IF;
+    -- Names are checked once per distinct value, before the arrays are broadcast (a batch rarely
+    -- holds more than a few); only when one is bad are the rows scanned, to report the first job
+    -- that carries it.
+    names_ok := NOT EXISTS (SELECT 1 FROM (SELECT DISTINCT v FROM unnest(queues) AS v) AS d
+                            WHERE NOT skiplock._is_queue_name(d.v))
+            AND NOT EXISTS (SELECT 1 FROM (SELECT DISTINCT v FROM unnest(tasks) AS v) AS d
+                            WHERE NOT skiplock._is_task_name(d.v));
     queues       := skiplock._broadcast(queues, n, 'queues');
     tasks        := skiplock._broadcast(tasks, n, 'tasks');
     args         := skiplock._broadcast(args, n, 'args');
@@ -305,44 +356,36 @@ BEGIN
     max_attempts := skiplock._broadcast(max_attempts, n, 'max_attempts');
     dedupe_keys  := skiplock._broadcast(dedupe_keys, n, 'dedupe_keys');
 
-    -- Validate the rest and insert in one pass: a CASE raises on the first bad row, which aborts
-    -- the statement, so nothing of the batch is written. Rows are inserted in input order, so the
-    -- ids the sequence gives them increase in input order too.
+    IF NOT names_ok THEN
+        SELECT min(x.ord) INTO bad_ord
+        FROM unnest(queues, tasks) WITH ORDINALITY AS x(queue, task, ord)
+        WHERE NOT skiplock._is_queue_name(x.queue) OR NOT skiplock._is_task_name(x.task);
+        PERFORM skiplock._check_job(queues[bad_ord], tasks[bad_ord], args[bad_ord], priorities[bad_ord],
+                                    delays[bad_ord], max_attempts[bad_ord], dedupe_keys[bad_ord], bad_ord);
+    END IF;
+
+    -- Check the other fields and insert in one pass: a row failing the cheap inline predicate
+    -- makes _check_job raise its message, which aborts the statement, so nothing of the batch is
+    -- written. Rows are inserted in input order, so the ids the sequence gives them increase in
+    -- input order too.
     WITH ins AS (
         INSERT INTO skiplock.job AS j (queue, task, args, state, priority, max_attempts, run_at,
                                        created_at, dedupe_key)
-        SELECT u.queue, u.task,
-            CASE WHEN u.args IS NULL THEN '{}'::jsonb
-                 WHEN jsonb_typeof(u.args) <> 'object' THEN
-                      skiplock._invalid(format('args must be a JSON object, got %s (job %s)', jsonb_typeof(u.args), u.ord))::jsonb
-                 WHEN pg_column_size(u.args) > max_bytes THEN
-                      skiplock._invalid(format('args of %s bytes exceed the limit of %s bytes (job %s)',
-                                               pg_column_size(u.args), max_bytes, u.ord),
-                                        'store large payloads elsewhere and pass a reference, or raise skiplock.max_args_bytes')::jsonb
-                 ELSE u.args
-            END,
-            CASE WHEN t.due > as_of THEN 'scheduled' ELSE 'available' END::skiplock.job_state,
-            CASE WHEN u.priority IS NULL THEN 0::smallint
-                 WHEN u.priority BETWEEN -32768 AND 32767 THEN u.priority::smallint
-                 ELSE skiplock._invalid(format('priority %s out of range -32768..32767 (job %s)', u.priority, u.ord))::smallint
-            END,
-            CASE WHEN u.max_attempts IS NULL THEN 10
-                 WHEN u.max_attempts BETWEEN 1 AND 1000 THEN u.max_attempts
-                 ELSE skiplock._invalid(format('max_attempts %s out of range 1..1000 (job %s)', u.max_attempts, u.ord))::integer
-            END,
-            t.due,
-            as_of,
-            CASE WHEN u.dedupe_key IS NULL OR octet_length(u.dedupe_key) BETWEEN 1 AND 512 THEN u.dedupe_key
-                 ELSE skiplock._invalid(format('dedupe_key must be 1-512 bytes (job %s)', u.ord))
-            END
+        SELECT u.queue, u.task, COALESCE(u.args, '{}'),
+               CASE WHEN t.due > as_of THEN 'scheduled' ELSE 'available' END::skiplock.job_state,
+               COALESCE(u.priority, 0)::smallint, COALESCE(u.max_attempts, 10), t.due, as_of, u.dedupe_key
         FROM unnest(queues, tasks, args, priorities, run_ats, delays, max_attempts, dedupe_keys)
              WITH ORDINALITY AS u(queue, task, args, priority, run_at, delay, max_attempts, dedupe_key, ord)
-        CROSS JOIN LATERAL (
-            SELECT CASE WHEN u.delay < interval '0' THEN
-                        skiplock._invalid(format('delay must not be negative, got %s (job %s)', u.delay, u.ord))::timestamptz
-                   ELSE COALESCE(u.run_at, as_of + u.delay, as_of)
-                   END AS due
-        ) AS t
+        CROSS JOIN LATERAL (SELECT COALESCE(u.run_at, as_of + u.delay, as_of) AS due) AS t
+        WHERE CASE WHEN (u.args IS NULL OR (jsonb_typeof(u.args) = 'object' AND pg_column_size(u.args) <= max_bytes))
+                        AND (u.priority IS NULL OR u.priority BETWEEN -32768 AND 32767)
+                        AND (u.max_attempts IS NULL OR u.max_attempts BETWEEN 1 AND 1000)
+                        AND (u.delay IS NULL OR u.delay >= interval '0')
+                        AND (u.dedupe_key IS NULL OR octet_length(u.dedupe_key) BETWEEN 1 AND 512)
+                   THEN true
+                   ELSE skiplock._check_job(u.queue, u.task, u.args, u.priority, u.delay, u.max_attempts,
+                                            u.dedupe_key, u.ord)
+              END
         ORDER BY u.ord
         ON CONFLICT DO NOTHING
         RETURNING j.id, j.queue, j.state, j.dedupe_key
@@ -432,7 +475,8 @@ $$;
 -- enqueue: insert one job and return it (or the live job already holding dedupe_key).
 -- `SELECT skiplock.enqueue('emails', 'send_welcome', '{"user_id": 7}')` works from psql, any
 -- language and triggers. run_at wins over delay; with neither, the job is due at once.
--- Concurrency: any number of callers. Cost: one index insert per index, one NOTIFY if due.
+-- Concurrency: any number of callers. Cost: one INSERT (a lean path: single-job enqueue is
+-- dominated by per-call overhead, so it does not go through enqueue_many), one NOTIFY if due.
 CREATE FUNCTION skiplock.enqueue(
     queue        text,
     task         text,
@@ -449,17 +493,36 @@ LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    new_id bigint;
-    j      skiplock.job;
+    j   skiplock.job;
+    due timestamptz := COALESCE(enqueue.run_at, enqueue.as_of + enqueue.delay, enqueue.as_of);
 BEGIN
-    SELECT e.id INTO new_id
-    FROM skiplock.enqueue_many(
-            ARRAY[enqueue.queue], ARRAY[enqueue.task], ARRAY[enqueue.args], ARRAY[enqueue.priority],
-            ARRAY[enqueue.run_at], ARRAY[enqueue.delay], ARRAY[enqueue.max_attempts],
-            ARRAY[enqueue.dedupe_key], enqueue.as_of) AS e(id);
-    -- A new statement: sees the row enqueue_many just wrote.
-    SELECT * INTO j FROM skiplock.job AS x WHERE x.id = new_id;
-    RETURN j;
+    PERFORM skiplock._check_job(enqueue.queue, enqueue.task, COALESCE(enqueue.args, '{}'), enqueue.priority,
+                                enqueue.delay, enqueue.max_attempts, enqueue.dedupe_key);
+    FOR attempt IN 1..5 LOOP
+        INSERT INTO skiplock.job AS x (queue, task, args, state, priority, max_attempts, run_at,
+                                       created_at, dedupe_key)
+        VALUES (enqueue.queue, enqueue.task, COALESCE(enqueue.args, '{}'),
+                CASE WHEN due > enqueue.as_of THEN 'scheduled' ELSE 'available' END::skiplock.job_state,
+                COALESCE(enqueue.priority, 0), COALESCE(enqueue.max_attempts, 10), due, enqueue.as_of,
+                enqueue.dedupe_key)
+        ON CONFLICT DO NOTHING
+        RETURNING x.* INTO j;
+        IF j.id IS NOT NULL THEN
+            IF due <= enqueue.as_of THEN
+                PERFORM pg_notify('skiplock_insert', enqueue.queue);
+            END IF;
+            RETURN j;
+        END IF;
+        -- A live job holds the key. A new statement: under READ COMMITTED it sees a holder that
+        -- another transaction committed while our INSERT waited on it.
+        SELECT * INTO j FROM skiplock.job AS x WHERE x.dedupe_key = enqueue.dedupe_key;
+        IF j.id IS NOT NULL THEN
+            RETURN j;
+        END IF;
+        -- The holder finished in between and freed the key: insert again.
+    END LOOP;
+    RAISE EXCEPTION USING ERRCODE = '40001',
+        MESSAGE = 'skiplock: could not resolve the dedupe key under concurrent churn; retry the transaction';
 END;
 $$;
 

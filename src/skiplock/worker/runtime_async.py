@@ -176,6 +176,7 @@ class AsyncWorker:
         self.forced = False
 
         self._held: dict[int, _Held] = {}  # leased by us: until the outcome is recorded
+        self._outcomes = 0  # outcomes recorded so far (burst mode: was a claim older than one?)
         self._active = 0  # claimed and not yet finished executing: what counts against capacity
         self._running = 0
         self._acks: list[tuple[_Held, Json]] = []
@@ -312,6 +313,7 @@ class AsyncWorker:
                 self._starved = False
                 continue
             self._wakeup.clear()
+            outcomes_before = self._outcomes
             try:
                 rows = await executor.tuples(statements.claim(self.queues, self.worker_id, n, self.lease))
             except (DatabaseUnavailable, psycopg.OperationalError) as exc:
@@ -327,7 +329,9 @@ class AsyncWorker:
             for job in jobs:
                 self._start(job)
             if len(jobs) < n:
-                if self.burst and not self._held and not self._active:
+                # Burst mode ends when nothing is due: only trust a claim that started after every
+                # outcome was recorded (a retry due now may have been written while it ran).
+                if self.burst and not self._held and not self._active and self._outcomes == outcomes_before:
                     return
                 # Nothing more is due: sleep until NOTIFY, a freed slot (burst) or the poll floor.
                 await self._wait_wakeup(poll_delay_s(self.poll_interval.total_seconds()))
@@ -456,6 +460,7 @@ class AsyncWorker:
         job = held.job
         if held.ctx.lease_lost:
             self._held.pop(job.id, None)
+            self._outcomes += 1
             log.warning("job %s finished after its lease was lost; outcome discarded", job.id)
             return
         if outcome.kind == "complete":
@@ -493,6 +498,7 @@ class AsyncWorker:
             log.error("job %s: could not record its outcome (%s); its lease will expire", job.id, exc)
         finally:
             self._held.pop(job.id, None)
+            self._outcomes += 1
 
     # -- background loops ------------------------------------------------------------------
 
@@ -522,6 +528,7 @@ class AsyncWorker:
             log.error("could not acknowledge %s jobs (%s); their leases will expire", len(batch), exc)
             rows = []
         done = {int(r["id"]) for r in rows}
+        self._outcomes += len(batch)
         for held, _ in batch:
             self._held.pop(held.job.id, None)
             if held.job.id not in done:
