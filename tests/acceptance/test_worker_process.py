@@ -175,3 +175,37 @@ def test_sigterm_finishes_running_jobs_and_releases_the_rest_without_spending_at
     assert {rows[i] for i in ids if i not in started} == {
         "available:0"
     }  # the rest: released, attempt unspent
+
+
+def test_the_surviving_worker_reaps_and_finishes_a_killed_workers_jobs(dsn, client, conn, ledger):
+    """Two workers drain one queue; one is SIGKILLed mid-drain. The survivor's own reaper returns the
+    orphaned jobs once their 2 s lease expires, and it runs them: nothing is lost or finalized twice."""
+    ids = enqueue(client, 2_000)
+    victim = start_worker(dsn, ledger, "--concurrency", "4", "--lease", "2", task_seconds=0.005)
+    survivor = start_worker(dsn, ledger, "--concurrency", "4", "--lease", "2", task_seconds=0.005)
+    try:
+        wait_until(
+            lambda: scalar(conn, "SELECT count(DISTINCT pid) FROM ledger") == 2,
+            timeout=60,
+            what="both working",
+        )
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(timeout=30) == -signal.SIGKILL
+        wait_until(
+            lambda: scalar(conn, "SELECT count(*) FROM skiplock.job") == 0,
+            timeout=120,
+            what="survivor drains",
+        )
+    finally:
+        stop(victim, signal.SIGKILL)
+        code = stop(survivor)
+    assert code == 0, logs(ledger)
+    done = conn.execute(
+        "SELECT count(*), count(DISTINCT id) FROM skiplock.job_history WHERE state = 'completed' AND id = ANY(%s)",
+        [ids],
+    ).fetchone()
+    assert done == (2_000, 2_000)
+    reaped = scalar(
+        conn, 'SELECT count(*) FROM skiplock.job_history WHERE errors @> \'[{"type": "LeaseExpired"}]\''
+    )
+    assert reaped > 0  # the victim held leases when it died, and the survivor's reaper returned them
