@@ -178,7 +178,6 @@ class AsyncWorker:
         self._held: dict[int, _Held] = {}  # leased by us: until the outcome is recorded
         self._outcomes = 0  # outcomes recorded so far (burst mode: was a claim older than one?)
         self._active = 0  # claimed and not yet finished executing: what counts against capacity
-        self._running = 0
         self._acks: list[tuple[_Held, Json]] = []
         self._acks_event = asyncio.Event()
         self._wakeup = asyncio.Event()
@@ -289,6 +288,7 @@ class AsyncWorker:
         self._wake()
 
     async def wait_stopped(self) -> None:
+        """Wait until ``run()`` has finished shutting down (for code that runs it in a task)."""
         await self._stopped.wait()
 
     # -- producer --------------------------------------------------------------------------
@@ -375,11 +375,7 @@ class AsyncWorker:
                     outcome = _Outcome("release")
                 else:
                     held.phase = "running"
-                    self._running += 1
-                    try:
-                        outcome = await self._run_task(held)
-                    finally:
-                        self._running -= 1
+                    outcome = await self._run_task(held)
         except asyncio.CancelledError:
             outcome = _Outcome("release")
         held.phase = "finishing"
