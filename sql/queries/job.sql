@@ -20,7 +20,7 @@ SELECT id
 FROM skiplock.enqueue_many(
     queues => %(queues)s::text[],
     tasks => %(tasks)s::text[],
-    args => %(args)s::text[]::jsonb[],
+    args => %(args)b::text[]::jsonb[],
     priorities => %(priorities)s::integer[],
     run_ats => %(run_ats)s::timestamptz[],
     delays => %(delays)s::interval[],

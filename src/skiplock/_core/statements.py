@@ -32,10 +32,14 @@ def _bind(name: str, **params: Any) -> BoundStatement:
     return BoundStatement(QUERIES[name], params)
 
 
+#: One encoder for every call: ``json.dumps`` with options builds a new encoder each time.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(value: Json) -> str:
     """Encode a JSON value compactly; raise ConfigError for what JSON cannot hold."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"value is not JSON-serialisable: {exc}") from exc
 
