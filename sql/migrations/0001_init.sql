@@ -642,18 +642,20 @@ AS $$
         ORDER BY u.id
     ),
     locked AS MATERIALIZED (
-        SELECT j.id, i.result
+        SELECT j.id, j.ctid AS tid, i.result
         FROM input AS i
         CROSS JOIN LATERAL (
-            SELECT x.id FROM skiplock.job AS x
+            SELECT x.id, x.ctid FROM skiplock.job AS x
             WHERE x.id = i.id AND x.lease_token = i.lease_token AND x.state = 'running'
             FOR UPDATE
         ) AS j
     ),
+    -- A locked row cannot move until we commit, so its ctid (read after the lock, from the
+    -- latest version) finds it again with a TID scan instead of a second index probe.
     done AS (
         DELETE FROM skiplock.job AS j
         USING locked AS l
-        WHERE j.id = l.id
+        WHERE j.ctid = l.tid
         RETURNING j.*, l.result
     )
     INSERT INTO skiplock.job_history (id, queue, task, args, state, priority, attempt, max_attempts,
@@ -742,17 +744,17 @@ CREATE FUNCTION skiplock.heartbeat(
 RETURNS SETOF bigint
 LANGUAGE sql
 AS $$
-    -- The same per-id locking probe as complete(): linear in the batch, locks in id order.
+    -- The same per-id locking probe (and ctid step) as complete(): linear in the batch, locks in id order.
     WITH input AS MATERIALIZED (
         SELECT u.id, u.lease_token
         FROM unnest(heartbeat.job_ids, heartbeat.lease_tokens) AS u(id, lease_token)
         ORDER BY u.id
     ),
     locked AS MATERIALIZED (
-        SELECT j.id
+        SELECT j.ctid AS tid
         FROM input AS i
         CROSS JOIN LATERAL (
-            SELECT x.id FROM skiplock.job AS x
+            SELECT x.ctid FROM skiplock.job AS x
             WHERE x.id = i.id AND x.lease_token = i.lease_token AND x.state = 'running'
             FOR UPDATE
         ) AS j
@@ -760,7 +762,7 @@ AS $$
     UPDATE skiplock.job AS j
     SET lease_expires_at = heartbeat.as_of + heartbeat.lease
     FROM locked
-    WHERE j.id = locked.id
+    WHERE j.ctid = locked.tid
     RETURNING j.id;
 $$;
 
@@ -775,17 +777,17 @@ CREATE FUNCTION skiplock.release(
 RETURNS SETOF bigint
 LANGUAGE sql
 AS $$
-    -- The same per-id locking probe as complete(): linear in the batch, locks in id order.
+    -- The same per-id locking probe (and ctid step) as complete(): linear in the batch, locks in id order.
     WITH input AS MATERIALIZED (
         SELECT u.id, u.lease_token
         FROM unnest(release.job_ids, release.lease_tokens) AS u(id, lease_token)
         ORDER BY u.id
     ),
     locked AS MATERIALIZED (
-        SELECT j.id, j.queue
+        SELECT j.ctid AS tid
         FROM input AS i
         CROSS JOIN LATERAL (
-            SELECT x.id, x.queue FROM skiplock.job AS x
+            SELECT x.ctid FROM skiplock.job AS x
             WHERE x.id = i.id AND x.lease_token = i.lease_token AND x.state = 'running'
             FOR UPDATE
         ) AS j
@@ -796,7 +798,7 @@ AS $$
             attempt = greatest(j.attempt - 1, 0),
             lease_token = NULL, lease_expires_at = NULL, worker_id = NULL
         FROM locked
-        WHERE j.id = locked.id
+        WHERE j.ctid = locked.tid
         RETURNING j.id, j.queue
     ),
     woken AS (

@@ -208,7 +208,7 @@ def test_demo_runs_to_completion_on_a_given_database(dsn, conn):
 @pytest.mark.slow
 def test_demo_starts_an_embedded_postgres_when_none_answers(tmp_path: Path):
     env = {
-        "PATH": "/usr/bin:/bin",
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",  # a root PATH: pgserver runs useradd as root
         "HOME": str(tmp_path),
         "PGHOST": str(tmp_path / "no-socket-here"),
         "SKIPLOCK_DEMO_DATA": str(tmp_path / "pgdata"),

@@ -11,7 +11,10 @@ Loops, each an asyncio task named ``skiplock-<loop>``:
   partitions ahead and drops expired ones;
 - **listener** (optional) holds the LISTEN connection.
 
-Sync tasks run in a thread pool of ``concurrency`` threads; async tasks run on the loop.
+Jobs run on ``concurrency`` long-lived **runner** coroutines that take claimed jobs from a
+queue: no asyncio task is created per job, and a runner takes the next job without a trip
+through the event loop when one is ready. Sync tasks run in a thread pool of ``concurrency``
+threads; async tasks run on the loop.
 """
 
 from __future__ import annotations
@@ -90,15 +93,16 @@ class _Outcome:
 class _Held:
     job: Job
     ctx: JobContext
-    # waiting (for a slot) → running (user code) → finishing (recording the outcome). Shutdown
-    # cancels only waiting and running jobs: cancelling a job while its outcome is being
-    # written could lose a release and later spend an attempt it should not.
+    # waiting (for a runner) → running (user code) → finishing (recording the outcome). Only a
+    # running job is ever cancelled (its runner is, while it awaits user code): cancelling while
+    # the outcome is being written could lose a release and later spend an attempt it should not.
+    # Waiting jobs are taken off the ready queue and released in one batch instead.
     phase: str = "waiting"
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[None] | None = None  # the runner running it
 
     @property
     def is_cancellable(self) -> bool:
-        return self.phase in ("waiting", "running") and self.task is not None and not self.task.done()
+        return self.phase == "running" and self.task is not None and not self.task.done()
 
 
 class AsyncWorker:
@@ -183,7 +187,10 @@ class AsyncWorker:
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._sem = asyncio.Semaphore(concurrency)
+        self._ready: asyncio.Queue[_Held] = asyncio.Queue()  # claimed, waiting for a runner
+        self._busy = 0  # jobs a runner has taken and not yet finished (running or finishing)
+        self._idle = asyncio.Event()  # set whenever _busy is 0
+        self._idle.set()
         self._jobs_done_since_beat = 0
         self._threads: ThreadPoolExecutor | None = None
         self._thread_futures: set[concurrent.futures.Future[Any]] = set()
@@ -246,7 +253,11 @@ class AsyncWorker:
             len(self.tasks),
         )
         self._acker_task = asyncio.create_task(self._acker(), name="skiplock-acker")
+        runners = [
+            asyncio.create_task(self._runner(), name=f"skiplock-runner-{i}") for i in range(self.concurrency)
+        ]
         loops = [
+            *runners,
             self._acker_task,
             asyncio.create_task(self._heartbeat_loop(), name="skiplock-heartbeat"),
             asyncio.create_task(self._reaper_loop(), name="skiplock-reaper"),
@@ -354,11 +365,14 @@ class AsyncWorker:
         else:
             log.warning("received %s again: stopping at once", signal.Signals(sig).name)
             self.forced = True
-            for held in list(self._held.values()):
-                if held.is_cancellable and held.task is not None:
-                    held.ctx._cancel_requested = True
-                    held.task.cancel()
+            self._cancel_running()
         self._wake()
+
+    def _cancel_running(self) -> None:
+        for held in list(self._held.values()):
+            if held.is_cancellable and held.task is not None:
+                held.ctx._cancel_requested = True
+                held.task.cancel()
 
     # -- execution -------------------------------------------------------------------------
 
@@ -366,25 +380,45 @@ class AsyncWorker:
         held = _Held(job=job, ctx=JobContext(job=job, worker_id=self.worker_id))
         self._held[job.id] = held
         self._active += 1
-        held.task = asyncio.create_task(self._execute(held), name=f"skiplock-job-{job.id}")
+        self._ready.put_nowait(held)
 
-    async def _execute(self, held: _Held) -> None:
-        try:
-            async with self._sem:
-                if self._stopping.is_set():
-                    outcome = _Outcome("release")
-                else:
-                    held.phase = "running"
+    async def _runner(self) -> None:
+        me = asyncio.current_task()
+        ran = 0
+        while True:
+            held = await self._ready.get()  # returns at once, without yielding, when a job is ready
+            self._busy += 1
+            self._idle.clear()
+            if self._stopping.is_set():
+                outcome = _Outcome("release")
+            else:
+                held.phase, held.task = "running", me
+                try:
                     outcome = await self._run_task(held)
-        except asyncio.CancelledError:
-            outcome = _Outcome("release")
-        held.phase = "finishing"
-        self._active -= 1
+                except asyncio.CancelledError:
+                    # This job was cancelled (shutdown past the grace period): release it and
+                    # stay available; the runner itself is cancelled only while idle.
+                    if me is not None:
+                        me.uncancel()
+                    outcome = _Outcome("release")
+            held.phase, held.task = "finishing", None
+            self._done_running()
+            try:
+                await self._finish(held, outcome)
+            finally:
+                self._busy -= 1
+                if self._busy == 0:
+                    self._idle.set()
+            if self.burst:
+                self._wake()  # burst mode exits once nothing is held
+            ran += 1
+            if ran % 64 == 0:
+                await asyncio.sleep(0)  # a runner on a run of instant jobs lets the loop breathe
+
+    def _done_running(self, n: int = 1) -> None:
+        self._active -= n
         if self._starved and self.concurrency + self.prefetch - self._active >= self._refill_at:
             self._wake()  # enough slots are free for a worthwhile claim
-        await self._finish(held, outcome)
-        if self.burst:
-            self._wake()  # burst mode exits once nothing is held
 
     async def _run_task(self, held: _Held) -> _Outcome:
         job = held.job
@@ -519,11 +553,11 @@ class AsyncWorker:
         try:
             # Completions are retried until they land (or a forced stop): the work is done, and
             # an unrecorded completion would only run the job again once its lease expires.
-            rows = await self._db(stmt, attempts=None)
+            rows = await self._db(stmt, attempts=None, tuples=True)
         except SkiplockError as exc:
             log.error("could not acknowledge %s jobs (%s); their leases will expire", len(batch), exc)
             rows = []
-        done = {int(r["id"]) for r in rows}
+        done = {r[0] for r in rows}
         self._outcomes += len(batch)
         for held, _ in batch:
             self._held.pop(held.job.id, None)
@@ -598,29 +632,41 @@ class AsyncWorker:
 
     async def _shutdown(self) -> None:
         loop = asyncio.get_running_loop()
-        # Jobs claimed but not started are released at once (no attempt spent).
-        for held in list(self._held.values()):
-            if held.phase == "waiting" and held.is_cancellable and held.task is not None:
-                held.task.cancel()
-        pending = {h.task for h in self._held.values() if h.task is not None and not h.task.done()}
-        if pending and not self.forced:
-            log.info("waiting up to %s for %s running jobs", self.grace_period, len(pending))
+        # Jobs claimed but not started are released at once, in one batch (no attempt spent).
+        waiting: list[_Held] = []
+        while not self._ready.empty():
+            waiting.append(self._ready.get_nowait())
+        if waiting:
+            self._done_running(len(waiting))
+            await self._release_unstarted(waiting)
+        if not self._idle.is_set() and not self.forced:
+            log.info("waiting up to %s for %s running jobs", self.grace_period, self._busy)
             deadline = loop.time() + max(0.0, self.grace_period.total_seconds())
             # Short slices so that a second signal (forced) ends the wait at once.
-            while pending and not self.forced and loop.time() < deadline:
-                _, pending = await asyncio.wait(pending, timeout=min(0.2, deadline - loop.time()))
-        for held in list(self._held.values()):
-            if held.is_cancellable and held.task is not None:
-                held.ctx._cancel_requested = True
-                held.task.cancel()
-        tasks = [h.task for h in list(self._held.values()) if h.task is not None]
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
+            while not self._idle.is_set() and not self.forced and loop.time() < deadline:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), timeout=min(0.2, deadline - loop.time()))
+        self._cancel_running()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout=5)
         # Let the acker finish every flush, including one already in flight.
         self._draining = True
         self._acks_event.set()
         if self._acker_task is not None and not self._acker_task.done():
             await asyncio.wait({self._acker_task}, timeout=None if not self.forced else 5)
+
+    async def _release_unstarted(self, waiting: list[_Held]) -> None:
+        try:
+            rows = await self._db(
+                statements.release([h.job.id for h in waiting], [_token(h.job) for h in waiting]), attempts=3
+            )
+            self.stats.released += len(rows)
+        except SkiplockError as exc:
+            log.error("could not release %s unstarted jobs (%s); their leases will expire", len(waiting), exc)
+        finally:
+            for h in waiting:
+                self._held.pop(h.job.id, None)
+            self._outcomes += len(waiting)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -629,10 +675,13 @@ class AsyncWorker:
             raise ConfigError("worker is not running")
         return self._executor
 
-    async def _db(self, stmt: statements.BoundStatement, *, attempts: int | None = 5) -> list[Any]:
+    async def _db(
+        self, stmt: statements.BoundStatement, *, attempts: int | None = 5, tuples: bool = False
+    ) -> list[Any]:
         """Run a statement, retrying connection errors with backoff (the pool reconnects).
 
-        ``attempts=None`` retries until it succeeds or the worker is stopped by force.
+        ``attempts=None`` retries until it succeeds or the worker is stopped by force. Rows are
+        dicts, or plain tuples with ``tuples`` (the hot path).
         """
         executor = self._require_executor()
         delay = 0.05
@@ -640,7 +689,7 @@ class AsyncWorker:
         while True:
             attempt += 1
             try:
-                return await executor.all(stmt)
+                return await (executor.tuples(stmt) if tuples else executor.all(stmt))
             except (DatabaseUnavailable, psycopg.OperationalError) as exc:
                 if (attempts is not None and attempt >= attempts) or self.forced:
                     raise DatabaseUnavailable(str(exc)) from exc
