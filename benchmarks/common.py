@@ -52,9 +52,11 @@ def vacuum(dsn: str) -> None:
 
 
 def timed(fn: Callable[[], Any]) -> float:
+    """Seconds ``fn`` took, or the seconds it returns (systems that time themselves)."""
     start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    reported = fn()
+    elapsed = time.perf_counter() - start
+    return float(reported) if isinstance(reported, float) else elapsed
 
 
 def run_child(module: str, *args: str, timeout: float = 900) -> dict[str, Any]:
@@ -71,20 +73,51 @@ def run_child(module: str, *args: str, timeout: float = 900) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def run_children(module: str, argsets: list[list[str]], timeout: float = 900) -> list[dict[str, Any]]:
+    """Run several ``python -m benchmarks.<module>`` children at once; return each one's JSON."""
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", f"benchmarks.{module}", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for args in argsets
+    ]
+    outputs = [c.communicate(timeout=timeout) for c in children]
+    for child, (_, err) in zip(children, outputs, strict=True):
+        if child.returncode != 0:
+            raise RuntimeError(f"{module} failed ({child.returncode}): {err.strip()[-800:]}")
+    return [dict(json.loads(out.strip().splitlines()[-1])) for out, _ in outputs]
+
+
 @dataclass
 class Measurement:
-    """One workload for one system: repeated samples, reported as the median."""
+    """One workload for one system: repeated samples, reported as the median.
+
+    ``extra`` holds further numbers per repetition (CPU per job, RSS, latency percentiles),
+    also reported as medians. Units in ms are lower-is-better; everything else higher-is-better.
+    """
 
     workload: str
     system: str
     unit: str
     samples: list[float] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, list[float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property
     def median(self) -> float | None:
         return statistics.median(self.samples) if self.samples else None
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.unit == "ms"
+
+    def extras(self) -> dict[str, float]:
+        return {k: round(statistics.median(v), 4) for k, v in self.extra.items() if v}
 
 
 def environment() -> dict[str, Any]:
@@ -110,26 +143,34 @@ def environment() -> dict[str, Any]:
     return facts
 
 
-def to_json(results: list[Measurement], env: dict[str, Any], sizes: dict[str, int]) -> dict[str, Any]:
+def to_json(results: list[Measurement], env: dict[str, Any], sizes: dict[str, Any]) -> dict[str, Any]:
     return {
         "environment": env,
         "sizes": sizes,
-        "results": [asdict(m) | {"median": m.median} for m in results],
+        "results": [asdict(m) | {"median": m.median, "medians": m.extras()} for m in results],
     }
 
 
+def _number(value: float, unit: str) -> str:
+    return f"{value:,.2f} {unit}" if unit == "ms" else f"{value:,.0f} {unit}"
+
+
 def markdown(results: list[Measurement]) -> str:
-    """A table per workload: each system's median and its ratio to the raw ceiling and to skiplock."""
+    """A table per workload: each system's median, its ratio to the raw ceiling, and how many
+    times better skiplock did than it (throughput: ours ÷ theirs; latency: theirs ÷ ours)."""
     lines: list[str] = []
     workloads = list(dict.fromkeys(m.workload for m in results))
     for workload in workloads:
         rows = [m for m in results if m.workload == workload]
-        ceiling = max((m.median for m in rows if m.system.startswith("raw") and m.median), default=None)
+        lower = rows[0].lower_is_better
+        raws = [m.median for m in rows if m.system.startswith("raw") and m.median]
+        ceiling = (min(raws) if lower else max(raws)) if raws else None
         ours = next((m.median for m in rows if m.system == "skiplock" and m.median), None)
         lines += [
             f"### {workload}",
             "",
-            "| system | median | vs best raw ceiling | skiplock ÷ system |",
+            f"| system | median | {'÷ ceiling (lower is better)' if lower else 'vs best raw ceiling'} "
+            "| skiplock advantage |",
             "|---|---|---|---|",
         ]
         for m in rows:
@@ -137,10 +178,11 @@ def markdown(results: list[Measurement]) -> str:
                 lines.append(f"| {m.system} | {m.error or 'not run'} | | |")
                 continue
             vs_ceiling = f"{m.median / ceiling:.2f}×" if ceiling else ""
-            vs_ours = f"{ours / m.median:.2f}×" if ours and m.system != "skiplock" else ""
-            detail = ", ".join(f"{k} {v}" for k, v in m.extra.items())
-            lines.append(
-                f"| {m.system} | {m.median:,.0f} {m.unit}{f' ({detail})' if detail else ''} | {vs_ceiling} | {vs_ours} |"
-            )
+            advantage = ""
+            if ours and m.system != "skiplock":
+                advantage = f"{(m.median / ours) if lower else (ours / m.median):.2f}×"
+            details = [f"{k} {v:g}" for k, v in m.extras().items()] + m.notes
+            detail = f" ({', '.join(details)})" if details else ""
+            lines.append(f"| {m.system} | {_number(m.median, m.unit)}{detail} | {vs_ceiling} | {advantage} |")
         lines.append("")
     return "\n".join(lines)

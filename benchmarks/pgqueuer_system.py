@@ -4,6 +4,7 @@ one PgQueuer per process on asyncpg, batch_size=500, drain mode. Optional: repor
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 BATCH_SIZE = 500
@@ -73,7 +74,7 @@ def single_enqueue(dsn: str, n: int) -> None:
     asyncio.run(main())
 
 
-async def drain(dsn: str) -> None:
+async def drain(dsn: str, on_job: Callable[[], None] | None = None) -> None:
     import asyncpg
     from pgqueuer import PgQueuer
     from pgqueuer.db import AsyncpgDriver
@@ -86,7 +87,8 @@ async def drain(dsn: str) -> None:
 
     @pgq.entrypoint("noop")
     async def noop(job: Any) -> None:
-        return None
+        if on_job is not None:
+            on_job()
 
     try:
         await pgq.run(batch_size=BATCH_SIZE, mode=QueueExecutionMode.drain)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import psycopg
 
 SCHEMA = """
@@ -56,7 +58,7 @@ def batch_insert(dsn: str, n: int, batch: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for start in range(0, n, batch):
             conn.execute(
-                "INSERT INTO raw_job (queue, task, args) SELECT 'bench', 'noop', a::jsonb FROM unnest(%s::text[]) AS a",
+                "INSERT INTO raw_job (queue, task, args) SELECT 'bench', 'noop', a::jsonb FROM unnest(%b::text[]) AS a",
                 [_args(min(batch, n - start))],
             )
 
@@ -82,7 +84,7 @@ def single_insert(dsn: str, n: int) -> None:
             )
 
 
-def drain(dsn: str) -> int:
+def drain(dsn: str, on_batch: Callable[[int], None] | None = None) -> int:
     """Claim 1,000 at a time and complete each batch with one statement; return jobs done."""
     done = 0
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -92,3 +94,5 @@ def drain(dsn: str) -> int:
                 return done
             conn.execute(COMPLETE, [[r[0] for r in rows]])
             done += len(rows)
+            if on_batch is not None:
+                on_batch(len(rows))

@@ -33,3 +33,26 @@ def single_enqueue(dsn: str, n: int) -> None:
     with skiplock.Client(dsn, max_size=1) as client:
         for i in range(n):
             client.enqueue("noop", {"i": i}, queue="bench")
+
+
+def fill_history(dsn: str, rows: int, days: int = 10) -> None:
+    """Put ``rows`` finished jobs into history, spread over the last ``days`` days' partitions."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "SELECT count(*) FROM skiplock.ensure_partitions(days_ahead => %s, as_of => now() - make_interval(days => %s))",
+            [days + 2, days],
+        )
+        conn.execute(
+            """
+            INSERT INTO skiplock.job_history (id, queue, task, args, state, priority, attempt, max_attempts,
+                                              run_at, created_at, errors, finished_at)
+            SELECT g, 'bench', 'noop', jsonb_build_object('i', g), 'completed', 0, 1, 10, x.t, x.t, '[]', x.t
+            FROM generate_series(1, %(rows)s) AS g
+            CROSS JOIN LATERAL (
+                SELECT now() - make_interval(days => %(days)s) * (1 - g::float8 / %(rows)s) AS t
+            ) AS x
+            """,
+            {"rows": rows, "days": days},
+        )
+        conn.execute("SELECT setval('skiplock.job_id_seq', %s)", [rows])
+        conn.execute("VACUUM ANALYZE skiplock.job_history")

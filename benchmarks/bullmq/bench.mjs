@@ -1,0 +1,132 @@
+// BullMQ side of the skiplock benchmarks: `node bench.mjs BACKEND CONNECTION COMMAND ...`.
+// BACKEND is "redis" (CONNECTION: redis://host:port/db) or "postgres" (CONNECTION: a libpq URL).
+// Commands print one JSON line: setup | reset | count | batch N SIZE | single N |
+// drain CONCURRENCY | latency RATE N CONCURRENCY. Configured as BullMQ's docs recommend for
+// throughput: addBulk for batches, a Worker with a high concurrency for no-op async jobs.
+import { fork } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import { Queue, Worker, createPostgresBackend } from 'bullmq';
+
+const [backend, conn, command, ...rest] = process.argv.slice(2);
+const QUEUE = 'bench';
+
+function connection() {
+  if (backend === 'redis') {
+    const url = new URL(conn);
+    return [{ connection: { host: url.hostname, port: Number(url.port || 6379), db: Number(url.pathname.slice(1) || 0), maxRetriesPerRequest: null } }];
+  }
+  // migrate only in `setup`: later commands find the schema in place.
+  return [{ connection: { connectionString: conn, migrate: command === 'setup' } }, createPostgresBackend];
+}
+
+function queue() {
+  const [opts, factory] = connection();
+  return factory ? new Queue(QUEUE, opts, factory) : new Queue(QUEUE, opts);
+}
+
+function worker(processor, concurrency) {
+  const [opts, factory] = connection();
+  const options = { ...opts, concurrency, autorun: true };
+  return factory ? new Worker(QUEUE, processor, options, factory) : new Worker(QUEUE, processor, options);
+}
+
+const now = () => (performance.timeOrigin + performance.now()) / 1000; // seconds, sub-ms
+const print = (value) => process.stdout.write(JSON.stringify(value) + '\n');
+
+async function pending(q) {
+  const counts = await q.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'paused');
+  return Object.values(counts).reduce((a, b) => a + b, 0);
+}
+
+async function main() {
+  if (command === 'setup' || command === 'reset' || command === 'count') {
+    const q = queue();
+    await q.waitUntilReady();
+    if (command === 'reset') await q.obliterate({ force: true });
+    const left = command === 'count' ? await pending(q) : 0;
+    await q.close();
+    print({ left });
+  } else if (command === 'batch') {
+    const [n, size] = rest.map(Number);
+    const q = queue();
+    await q.waitUntilReady();
+    const start = performance.now();
+    for (let s = 0; s < n; s += size) {
+      const jobs = [];
+      for (let i = s; i < Math.min(n, s + size); i++) jobs.push({ name: 'noop', data: { i } });
+      await q.addBulk(jobs);
+    }
+    const seconds = (performance.now() - start) / 1000;
+    await q.close();
+    print({ seconds });
+  } else if (command === 'single') {
+    const n = Number(rest[0]);
+    const q = queue();
+    await q.waitUntilReady();
+    const start = performance.now();
+    for (let i = 0; i < n; i++) await q.add('noop', { i });
+    const seconds = (performance.now() - start) / 1000;
+    await q.close();
+    print({ seconds });
+  } else if (command === 'drain') {
+    // Run until the queue is empty (several processes may share it), then report.
+    const concurrency = Number(rest[0]);
+    const q = queue();
+    await q.waitUntilReady();
+    const cpu0 = process.cpuUsage();
+    const start = performance.now();
+    let done = 0;
+    const w = worker(async () => { done++; }, concurrency);
+    await new Promise((resolve) => {
+      const check = async () => ((await pending(q)) === 0 ? resolve() : setTimeout(check, 20));
+      w.on('drained', check);
+      setTimeout(check, 200);
+    });
+    await w.close();
+    const seconds = (performance.now() - start) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    await q.close();
+    print({ seconds, done, cpu_seconds: (cpu.user + cpu.system) / 1e6, max_rss_mib: process.resourceUsage().maxRSS / 1024 });
+  } else if (command === 'consume') {
+    // Child of `latency`: report "ready" after the warm-up job, then each job's start time.
+    const [n, concurrency] = rest.map(Number);
+    const started = {};
+    let count = 0;
+    const w = worker(async (job) => {
+      const i = job.data.i;
+      if (i < 0) { process.send({ ready: true }); return; }
+      started[i] = now();
+      if (++count === n) process.send({ started });
+    }, concurrency);
+    await new Promise((resolve) => process.on('message', resolve)); // until the parent says stop
+    await w.close();
+  } else if (command === 'latency') {
+    const [rate, n, concurrency] = rest.map(Number);
+    const child = fork(new URL(import.meta.url).pathname, [backend, conn, 'consume', String(n), String(concurrency)]);
+    const q = queue();
+    await q.waitUntilReady();
+    const messages = [];
+    let wake = null;
+    child.on('message', (m) => { messages.push(m); if (wake) wake(); });
+    const next = () => new Promise((resolve) => { if (messages.length) resolve(messages.shift()); else wake = () => { wake = null; resolve(messages.shift()); }; });
+    await q.add('noop', { i: -1 });
+    await next(); // ready
+    const committed = new Array(n);
+    const start = performance.now();
+    for (let i = 0; i < n; i++) {
+      const delay = start + (i * 1000) / rate - performance.now();
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      await q.add('noop', { i });
+      committed[i] = now();
+    }
+    const seconds = (performance.now() - start) / 1000;
+    const { started } = await next();
+    child.send('stop');
+    await q.close();
+    print({ latencies_ms: committed.map((t, i) => (started[i] - t) * 1000), offered_rate: n / seconds });
+  } else {
+    throw new Error(`unknown command ${command}`);
+  }
+}
+
+main().then(() => process.exit(0), (err) => { console.error(err); process.exit(1); });
