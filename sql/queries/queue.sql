@@ -6,6 +6,15 @@ FROM skiplock.pause_queue(queue => %(queue)s::text, until => %(until)s::timestam
 SELECT *
 FROM skiplock.resume_queue(queue => %(queue)s::text);
 
+-- name: set_queue_limits :one
+SELECT *
+FROM skiplock.set_queue_limits(
+    queue => %(queue)s::text,
+    concurrency => %(concurrency)s::integer,
+    rate => %(rate)s::double precision,
+    burst => %(burst)s::integer
+);
+
 -- name: queue_stats :many
 SELECT *
 FROM skiplock.queue_stats

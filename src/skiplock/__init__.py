@@ -23,7 +23,7 @@ from skiplock.errors import (
 )
 from skiplock.migrate import Migrator
 from skiplock.migrate_async import AsyncMigrator, MigrationStatus
-from skiplock.models import Job, JobSpec, JobState, QueueStat
+from skiplock.models import Job, JobSpec, JobState, QueueLimits, QueueStat
 from skiplock.task import Task, task
 from skiplock.worker import AsyncWorker, Worker
 
@@ -49,6 +49,7 @@ __all__ = [
     "LeaseLost",
     "MigrationStatus",
     "Migrator",
+    "QueueLimits",
     "QueueStat",
     "Retry",
     "SchemaAhead",

@@ -18,7 +18,7 @@ from skiplock._driver.connection import resolve_sync
 from skiplock._driver.errors import translate
 from skiplock._driver.executor import Executor
 from skiplock.errors import ConfigError, JobNotFound
-from skiplock.models import Job, JobSpec, JobState, Json, QueueStat
+from skiplock.models import Job, JobSpec, JobState, Json, QueueLimits, QueueStat
 from skiplock.settings import DEFAULT_QUEUE, ENQUEUE_CHUNK, resolve_dsn
 
 __all__ = ["Client"]
@@ -194,6 +194,33 @@ class Client:
     def pause_queue(self, queue: str, *, until: datetime | None = None) -> None:
         """Stop every worker from claiming jobs of ``queue`` (until ``until``, if given)."""
         self._one(statements.pause_queue(queue, until), None)
+
+    def set_queue_limits(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        rate: float | None = None,
+        burst: int | None = None,
+    ) -> QueueLimits:
+        """Limit ``queue`` for every worker at once; None removes a limit.
+
+        Args:
+            concurrency: at most this many of its jobs running at once, fleet-wide.
+            rate: at most this many jobs started per second on average (a token bucket).
+            burst: the bucket size, how many may start at once (default: one second's worth).
+
+        Raises:
+            InvalidInput: a bad name or value; nothing changed.
+        """
+        row = self._one(statements.set_queue_limits(queue, concurrency, rate, burst), None)
+        assert row is not None  # the function always returns the queue row
+        return QueueLimits(
+            queue=row["name"],
+            concurrency=row["concurrency_limit"],
+            rate=row["rate_limit"],
+            burst=row["rate_burst"],
+        )
 
     def queue_stats(self) -> list[QueueStat]:
         """Return ``skiplock.queue_stats``: counts per queue and state."""

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-__all__ = ["FINAL_STATES", "Job", "JobSpec", "JobState", "Json", "QueueStat"]
+__all__ = ["FINAL_STATES", "Job", "JobSpec", "JobState", "Json", "QueueLimits", "QueueStat"]
 
 #: A JSON value as psycopg decodes ``jsonb``.
 Json = Any
@@ -86,3 +86,15 @@ class QueueStat:
     oldest_age: timedelta | None
     per_second: float | None
     paused: bool
+    concurrency_limit: int | None = None
+    rate_limit: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueLimits:
+    """A queue's fleet-wide limits (``skiplock.set_queue_limits``); None means unlimited."""
+
+    queue: str
+    concurrency: int | None
+    rate: float | None
+    burst: int | None

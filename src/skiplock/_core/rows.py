@@ -59,4 +59,6 @@ def queue_stat_from_row(row: Mapping[str, Any]) -> QueueStat:
         oldest_age=row["oldest_age"],
         per_second=None if per_second is None else float(per_second),
         paused=bool(row["paused"]),
+        concurrency_limit=row.get("concurrency_limit"),
+        rate_limit=row.get("rate_limit"),
     )

@@ -162,6 +162,12 @@ def resume_queue(queue: str) -> BoundStatement:
     return _bind("resume_queue", queue=queue)
 
 
+def set_queue_limits(
+    queue: str, concurrency: int | None, rate: float | None, burst: int | None
+) -> BoundStatement:
+    return _bind("set_queue_limits", queue=queue, concurrency=concurrency, rate=rate, burst=burst)
+
+
 def queue_stats() -> BoundStatement:
     return _bind("queue_stats")
 

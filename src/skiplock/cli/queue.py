@@ -1,4 +1,4 @@
-"""`skiplock queues`: list, pause and resume queues."""
+"""`skiplock queues`: list, pause, resume and limit queues."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from skiplock.cli._common import DsnOption, console, dsn_of, handle_errors, safe
 from skiplock.client import Client
 from skiplock.models import JobState
 
-app = typer.Typer(help="Inspect, pause and resume queues.", no_args_is_help=True)
+app = typer.Typer(help="Inspect, pause, resume and limit queues.", no_args_is_help=True)
 # Short state headers keep the table inside 80 columns.
 # done and cancel count the last minute (see skiplock.queue_stats); fail is the dead-letter set.
 _SHORT = {"scheduled": "sched", "available": "ready", "running": "run", "retryable": "retry",
@@ -24,15 +24,17 @@ _SHORT = {"scheduled": "sched", "available": "ready", "running": "run", "retryab
 @app.command("list")
 @handle_errors
 def list_queues(dsn: DsnOption = None) -> None:
-    """One row per queue: jobs per state (completed/cancelled: last minute), oldest wait, paused."""
+    """One row per queue: jobs per state (completed/cancelled: last minute), oldest wait, paused, limits."""
     with Client(dsn_of(dsn), max_size=1) as client:
         stats = client.queue_stats()
     by_queue: dict[str, dict[JobState, int]] = defaultdict(dict)
     oldest: dict[str, str] = {}
     paused: dict[str, bool] = {}
+    limits: dict[str, str] = {}
     for s in stats:
         by_queue[s.queue][s.state] = s.jobs
         paused[s.queue] = s.paused
+        limits[s.queue] = _limits(s.concurrency_limit, s.rate_limit)
         if s.state is JobState.AVAILABLE and s.oldest_age is not None:
             oldest[s.queue] = _age(s.oldest_age.total_seconds())
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
@@ -41,10 +43,20 @@ def list_queues(dsn: DsnOption = None) -> None:
         table.add_column(_SHORT.get(st.value, st.value), justify="right")
     table.add_column("oldest", justify="right")
     table.add_column("paused")
+    table.add_column("limits")
     for queue in sorted(by_queue):
         counts = [str(by_queue[queue].get(st, 0)) for st in JobState]
-        table.add_row(safe(queue), *counts, oldest.get(queue, "-"), "yes" if paused[queue] else "")
+        table.add_row(
+            safe(queue), *counts, oldest.get(queue, "-"), "yes" if paused[queue] else "", limits[queue]
+        )
     console.print(table)
+
+
+def _limits(concurrency: int | None, rate: float | None) -> str:
+    parts = ([f"{concurrency} at once"] if concurrency is not None else []) + (
+        [f"{rate:g}/s"] if rate is not None else []
+    )
+    return ", ".join(parts)
 
 
 def _age(seconds: float) -> str:
@@ -74,3 +86,27 @@ def resume(name: Annotated[str, typer.Argument(help="Queue name.")], dsn: DsnOpt
     with Client(dsn_of(dsn), max_size=1) as client:
         client.resume_queue(name)
     console.print(f"resumed {safe(name)}")
+
+
+@app.command("limit")
+@handle_errors
+def limit(
+    name: Annotated[str, typer.Argument(help="Queue name.")],
+    concurrency: Annotated[
+        int | None, typer.Option(help="At most this many of its jobs running at once, fleet-wide.")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="At most this many jobs started per second on average.")
+    ] = None,
+    burst: Annotated[
+        int | None, typer.Option(help="How many may start at once (default: one second's worth).")
+    ] = None,
+    dsn: DsnOption = None,
+) -> None:
+    """Set a queue's fleet-wide limits; with no option, remove them."""
+    with Client(dsn_of(dsn), max_size=1) as client:
+        got = client.set_queue_limits(name, concurrency=concurrency, rate=rate, burst=burst)
+    described = _limits(got.concurrency, got.rate) + (
+        f" (burst {got.burst})" if got.burst is not None else ""
+    )
+    console.print(f"{safe(name)}: {described or 'no limits'}")

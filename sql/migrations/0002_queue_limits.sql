@@ -1,0 +1,211 @@
+-- 0002_queue_limits: fleet-wide concurrency and rate limits per queue, enforced in claim().
+--
+-- A queue may carry
+--   concurrency_limit  at most this many of its jobs running at once, across every worker;
+--   rate_limit         at most this many claims per second on average (a token bucket),
+--   rate_burst         with at most this many at once (the bucket size).
+-- The bucket lives on the queue row (tokens, tokens_at) and is refilled lazily by claim() from
+-- the database clock. Claimers of a limited queue take its row lock for the length of their
+-- claim, so limits hold across any number of workers; unlimited queues never touch the row
+-- lock and pay nothing.
+--
+-- Migrations note: adds nullable columns to skiplock.queue (no rewrite), replaces claim() and
+-- queue_stats (same signatures; queue_stats gains two columns at the end).
+
+ALTER TABLE skiplock.queue
+    ADD COLUMN concurrency_limit integer,
+    ADD COLUMN rate_limit        double precision,
+    ADD COLUMN rate_burst        integer,
+    ADD COLUMN tokens            double precision,
+    ADD COLUMN tokens_at         timestamptz,
+    ADD CONSTRAINT queue_concurrency_limit_range CHECK (concurrency_limit BETWEEN 1 AND 1000000),
+    ADD CONSTRAINT queue_rate_limit_range CHECK (rate_limit > 0 AND rate_limit <= 1000000),
+    ADD CONSTRAINT queue_rate_burst_range CHECK (rate_burst BETWEEN 1 AND 1000000),
+    ADD CONSTRAINT queue_rate_burst_with_rate CHECK ((rate_limit IS NULL) = (rate_burst IS NULL));
+
+-- set_queue_limits: set (or, with NULL, remove) the limits of `queue` for every worker at once.
+-- burst defaults to one second's worth of jobs (at least 1). Changing the rate refills the
+-- bucket. Returns the queue row. Bad values raise 22023 and change nothing.
+CREATE FUNCTION skiplock.set_queue_limits(
+    queue       text,
+    concurrency integer          DEFAULT NULL,
+    rate        double precision DEFAULT NULL,
+    burst       integer          DEFAULT NULL,
+    as_of       timestamptz      DEFAULT now()
+)
+RETURNS skiplock.queue
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    q skiplock.queue;
+    b integer;
+BEGIN
+    PERFORM skiplock._check_queue(set_queue_limits.queue);
+    IF set_queue_limits.concurrency IS NOT NULL AND set_queue_limits.concurrency NOT BETWEEN 1 AND 1000000 THEN
+        PERFORM skiplock._invalid(format('concurrency limit must be between 1 and 1000000, got %s',
+                                         set_queue_limits.concurrency));
+    END IF;
+    IF set_queue_limits.rate IS NOT NULL
+       AND (set_queue_limits.rate <= 0 OR set_queue_limits.rate > 1000000 OR set_queue_limits.rate = 'NaN') THEN
+        PERFORM skiplock._invalid(format('rate limit must be more than 0 and at most 1000000 jobs per second, got %s',
+                                         set_queue_limits.rate));
+    END IF;
+    IF set_queue_limits.burst IS NOT NULL AND set_queue_limits.rate IS NULL THEN
+        PERFORM skiplock._invalid('burst needs a rate limit');
+    END IF;
+    IF set_queue_limits.burst IS NOT NULL AND set_queue_limits.burst NOT BETWEEN 1 AND 1000000 THEN
+        PERFORM skiplock._invalid(format('burst must be between 1 and 1000000, got %s', set_queue_limits.burst));
+    END IF;
+    -- Computed only after the checks: ceil() of a bad rate would fail with a less clear error.
+    IF set_queue_limits.rate IS NOT NULL THEN
+        b := COALESCE(set_queue_limits.burst, greatest(1, ceil(set_queue_limits.rate))::integer);
+    END IF;
+    INSERT INTO skiplock.queue AS x (name, created_at, concurrency_limit, rate_limit, rate_burst, tokens, tokens_at)
+    VALUES (set_queue_limits.queue, set_queue_limits.as_of, set_queue_limits.concurrency, set_queue_limits.rate,
+            b, b, set_queue_limits.as_of)
+    ON CONFLICT (name) DO UPDATE
+    SET concurrency_limit = EXCLUDED.concurrency_limit,
+        rate_limit = EXCLUDED.rate_limit,
+        rate_burst = EXCLUDED.rate_burst,
+        tokens = EXCLUDED.tokens,
+        tokens_at = EXCLUDED.tokens_at
+    RETURNING x.* INTO q;
+    -- Raised or removed limits may let waiting jobs run now.
+    PERFORM skiplock._notify(ARRAY[set_queue_limits.queue]);
+    RETURN q;
+END;
+$$;
+
+-- claim: as in 0001, plus the limits above. For a limited queue the claimer locks the queue
+-- row, counts its running jobs (a scan of the running-jobs index: cost grows with jobs running
+-- fleet-wide, paid by limited queues only), refills the bucket from tokens_at to as_of, claims
+-- at most what both allow, and spends one token per job claimed.
+CREATE OR REPLACE FUNCTION skiplock.claim(
+    queues    text[],
+    worker_id uuid,
+    max_jobs  integer     DEFAULT 1,
+    lease     interval    DEFAULT '30 seconds',
+    as_of     timestamptz DEFAULT now()
+)
+RETURNS SETOF skiplock.job
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    q         text;
+    remaining integer := claim.max_jobs;
+    want      integer;
+    got       integer;
+    cfg       skiplock.queue;
+    running   integer;
+    bucket    double precision;  -- tokens in the bucket after refilling
+BEGIN
+    IF claim.max_jobs IS NULL OR claim.max_jobs < 1 OR claim.max_jobs > skiplock._setting('max_batch_size', 10000) THEN
+        PERFORM skiplock._invalid(format('max_jobs must be between 1 and %s, got %s',
+                                         skiplock._setting('max_batch_size', 10000), claim.max_jobs));
+    END IF;
+    IF claim.lease IS NULL OR claim.lease <= interval '0' THEN
+        PERFORM skiplock._invalid(format('lease must be positive, got %s', claim.lease));
+    END IF;
+    IF claim.worker_id IS NULL THEN
+        PERFORM skiplock._invalid('worker_id must not be NULL');
+    END IF;
+    IF claim.queues IS NULL OR cardinality(claim.queues) = 0 THEN
+        PERFORM skiplock._invalid('queues must be a non-empty array');
+    END IF;
+
+    FOREACH q IN ARRAY claim.queues LOOP
+        EXIT WHEN remaining <= 0;
+        want := remaining;
+        bucket := NULL;
+        SELECT * INTO cfg FROM skiplock.queue AS qu WHERE qu.name = q;
+        IF FOUND THEN
+            CONTINUE WHEN cfg.paused_at IS NOT NULL AND (cfg.paused_until IS NULL OR cfg.paused_until > claim.as_of);
+            IF cfg.concurrency_limit IS NOT NULL OR cfg.rate_limit IS NOT NULL THEN
+                -- One claimer at a time per limited queue; re-read the limits under the lock.
+                SELECT * INTO cfg FROM skiplock.queue AS qu WHERE qu.name = q FOR UPDATE;
+                IF cfg.concurrency_limit IS NOT NULL THEN
+                    SELECT count(*) INTO running FROM skiplock.job AS j WHERE j.queue = q AND j.state = 'running';
+                    want := least(want, cfg.concurrency_limit - running);
+                END IF;
+                IF cfg.rate_limit IS NOT NULL THEN
+                    bucket := least(cfg.rate_burst::double precision,
+                                    COALESCE(cfg.tokens, cfg.rate_burst)
+                                    + cfg.rate_limit * greatest(0, extract(epoch FROM claim.as_of - cfg.tokens_at)));
+                    want := least(want, floor(bucket)::integer);
+                END IF;
+                CONTINUE WHEN want <= 0;
+            END IF;
+        END IF;
+
+        -- Promote what has come due. SKIP LOCKED: concurrent claimers split the work.
+        WITH due AS MATERIALIZED (
+            SELECT j.id FROM skiplock.job AS j
+            WHERE j.queue = q AND j.state IN ('scheduled', 'retryable') AND j.run_at <= claim.as_of
+            ORDER BY j.run_at
+            LIMIT 1000
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE skiplock.job AS j SET state = 'available'
+        FROM due WHERE j.id = due.id;
+
+        RETURN QUERY
+        WITH candidate AS MATERIALIZED (
+            SELECT j.id FROM skiplock.job AS j
+            WHERE j.queue = q AND j.state = 'available' AND j.run_at <= claim.as_of
+            ORDER BY j.priority DESC, j.run_at, j.id   -- higher priority first
+            LIMIT want
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE skiplock.job AS j
+        SET state = 'running',
+            attempt = j.attempt + 1,
+            attempted_at = claim.as_of,
+            worker_id = claim.worker_id,
+            lease_token = gen_random_uuid(),
+            lease_expires_at = claim.as_of + claim.lease
+        FROM candidate
+        WHERE j.id = candidate.id
+        RETURNING j.*;
+        GET DIAGNOSTICS got = ROW_COUNT;
+        remaining := remaining - got;
+        IF bucket IS NOT NULL THEN
+            UPDATE skiplock.queue AS qu
+            SET tokens = bucket - got, tokens_at = greatest(qu.tokens_at, claim.as_of)
+            WHERE qu.name = q;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- queue_stats: as in 0001, plus each queue's limits.
+CREATE OR REPLACE VIEW skiplock.queue_stats AS
+    WITH live AS (
+        SELECT j.queue, j.state, count(*) AS jobs,
+               greatest(now() - min(j.run_at), interval '0') AS oldest_age,
+               NULL::numeric AS per_second
+        FROM skiplock.job AS j
+        GROUP BY j.queue, j.state
+    ),
+    recent AS (
+        SELECT h.queue, h.state, count(*) AS jobs, NULL::interval AS oldest_age,
+               round(count(*) / 60.0, 2) AS per_second
+        FROM skiplock.job_history AS h
+        WHERE h.finished_at >= now() - interval '1 minute' AND h.state <> 'failed'
+        GROUP BY h.queue, h.state
+    ),
+    dead AS (
+        SELECT h.queue, 'failed'::skiplock.job_state AS state, count(*) AS jobs,
+               NULL::interval AS oldest_age,
+               round(count(*) FILTER (WHERE h.finished_at >= now() - interval '1 minute') / 60.0, 2) AS per_second
+        FROM skiplock.job_history AS h
+        WHERE h.state = 'failed'
+        GROUP BY h.queue
+    ),
+    together AS (
+        SELECT * FROM live UNION ALL SELECT * FROM recent UNION ALL SELECT * FROM dead
+    )
+    SELECT t.queue, t.state, t.jobs, t.oldest_age, t.per_second,
+           COALESCE(q.paused_at IS NOT NULL AND (q.paused_until IS NULL OR q.paused_until > now()), false) AS paused,
+           q.concurrency_limit, q.rate_limit
+    FROM together AS t
+    LEFT JOIN skiplock.queue AS q ON q.name = t.queue;

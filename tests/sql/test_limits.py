@@ -1,0 +1,132 @@
+"""skiplock.set_queue_limits and their enforcement in skiplock.claim (database clock via as_of)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+T0 = "2030-01-01 00:00:00+00"
+
+
+def claim(conn: psycopg.Connection, n: int = 100, queue: str = "q", at: str | None = None) -> int:
+    if at is None:
+        return conn.execute("SELECT count(*) FROM skiplock.claim(%s, gen_random_uuid(), %s)", [[queue], n]).fetchone()[0]
+    sql = "SELECT count(*) FROM skiplock.claim(%s, gen_random_uuid(), %s, as_of => %s::timestamptz)"
+    return conn.execute(sql, [[queue], n, at]).fetchone()[0]
+
+
+def enqueue(conn: psycopg.Connection, n: int, queue: str = "q") -> None:
+    conn.execute("SELECT count(*) FROM skiplock.enqueue_many(%s, array_fill('t'::text, ARRAY[%s]))", [[queue], n])
+
+
+def test_concurrency_limit_caps_running_jobs_and_frees_a_slot_per_finished_job(conn):
+    enqueue(conn, 10)
+    conn.execute("SELECT skiplock.set_queue_limits('q', concurrency => 3)")
+    assert claim(conn) == 3
+    assert claim(conn) == 0
+    job_id, token = conn.execute("SELECT id, lease_token FROM skiplock.job WHERE state = 'running' LIMIT 1").fetchone()
+    conn.execute("SELECT skiplock.complete(ARRAY[%s::bigint], ARRAY[%s::uuid])", [job_id, token])
+    assert claim(conn) == 1
+    # other queues are not limited by it
+    enqueue(conn, 5, queue="other")
+    assert claim(conn, queue="other") == 5
+
+
+def test_rate_limit_is_a_token_bucket_on_the_database_clock(conn):
+    enqueue(conn, 100)
+    conn.execute("SELECT skiplock.set_queue_limits('q', rate => 10, burst => 4, as_of => %s)", [T0])
+    assert claim(conn, at=T0) == 4  # a full bucket
+    assert claim(conn, at=T0) == 0
+    assert claim(conn, at="2030-01-01 00:00:00.25+00") == 2  # 2.5 tokens refilled, 2 whole
+    assert claim(conn, at="2030-01-01 00:00:00.30+00") == 1  # 0.5 + 0.5
+    assert claim(conn, at="2030-01-01 00:01:00+00") == 4  # refills up to the burst, no more
+    assert claim(conn, at="2030-01-01 00:00:59+00") == 0  # a clock behind the last claim adds nothing
+
+
+def test_both_limits_apply_together_and_an_empty_call_removes_them(conn):
+    enqueue(conn, 10)
+    row = conn.execute(
+        "SELECT concurrency_limit, rate_limit, rate_burst FROM skiplock.set_queue_limits('q', 2, 100)"
+    ).fetchone()
+    assert row == (2, 100.0, 100)  # burst defaults to one second's worth
+    assert claim(conn) == 2
+    conn.execute("SELECT skiplock.set_queue_limits('q')")
+    assert claim(conn) == 8
+    stats = conn.execute("SELECT DISTINCT concurrency_limit, rate_limit FROM skiplock.queue_stats WHERE queue = 'q'")
+    assert stats.fetchall() == [(None, None)]
+
+
+def test_limits_show_in_queue_stats_and_survive_pause_and_resume(conn):
+    enqueue(conn, 1)
+    conn.execute("SELECT skiplock.set_queue_limits('q', concurrency => 5, rate => 1.5)")
+    conn.execute("SELECT skiplock.pause_queue('q')")
+    assert claim(conn) == 0
+    conn.execute("SELECT skiplock.resume_queue('q')")
+    assert conn.execute("SELECT DISTINCT concurrency_limit, rate_limit, paused FROM skiplock.queue_stats").fetchall() == [
+        (5, 1.5, False)
+    ]
+    assert claim(conn) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("concurrency => 0", "concurrency limit must be between 1 and 1000000, got 0"),
+        ("rate => 0", "rate limit must be more than 0"),
+        ("rate => 'NaN'", "rate limit must be more than 0"),
+        ("rate => 5, burst => 0", "burst must be between 1 and 1000000, got 0"),
+        ("burst => 3", "burst needs a rate limit"),
+    ],
+)
+def test_bad_limits_are_rejected_and_change_nothing(conn, args, message):
+    conn.execute("SELECT skiplock.set_queue_limits('q', concurrency => 7)")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+        conn.execute(f"SELECT skiplock.set_queue_limits('q', {args})")
+    assert conn.execute("SELECT concurrency_limit, rate_limit FROM skiplock.queue").fetchall() == [(7, None)]
+
+
+def test_bad_queue_name_is_rejected(conn):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="invalid queue name"):
+        conn.execute("SELECT skiplock.set_queue_limits('no spaces', concurrency => 1)")
+    assert conn.execute("SELECT count(*) FROM skiplock.queue").fetchone() == (0,)
+
+
+def test_concurrent_claimers_never_exceed_the_concurrency_limit(dsn, conn):
+    """Eight claimers racing on one limited queue: the running count never passes the limit."""
+    enqueue(conn, 400)
+    conn.execute("SELECT skiplock.set_queue_limits('q', concurrency => 5)")
+    peak = 0
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def claimer() -> None:
+        nonlocal peak
+        try:
+            with psycopg.connect(dsn, autocommit=True) as c:
+                worker = uuid.uuid4()
+                while True:
+                    rows = c.execute("SELECT id, lease_token FROM skiplock.claim('{q}', %s, 3)", [worker]).fetchall()
+                    running = c.execute("SELECT count(*) FROM skiplock.job WHERE state = 'running'").fetchone()[0]
+                    with lock:
+                        peak = max(peak, running)
+                    if rows:
+                        c.execute(
+                            "SELECT skiplock.complete(%s::bigint[], %s::uuid[])",
+                            [[r[0] for r in rows], [r[1] for r in rows]],
+                        )
+                    elif c.execute("SELECT count(*) FROM skiplock.job").fetchone()[0] == 0:
+                        return
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claimer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    assert conn.execute("SELECT count(*) FROM skiplock.job_history WHERE state = 'completed'").fetchone() == (400,)
+    assert 1 <= peak <= 5
