@@ -13,13 +13,17 @@ T0 = "2030-01-01 00:00:00+00"
 
 def claim(conn: psycopg.Connection, n: int = 100, queue: str = "q", at: str | None = None) -> int:
     if at is None:
-        return conn.execute("SELECT count(*) FROM skiplock.claim(%s, gen_random_uuid(), %s)", [[queue], n]).fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM skiplock.claim(%s, gen_random_uuid(), %s)", [[queue], n]
+        ).fetchone()[0]
     sql = "SELECT count(*) FROM skiplock.claim(%s, gen_random_uuid(), %s, as_of => %s::timestamptz)"
     return conn.execute(sql, [[queue], n, at]).fetchone()[0]
 
 
 def enqueue(conn: psycopg.Connection, n: int, queue: str = "q") -> None:
-    conn.execute("SELECT count(*) FROM skiplock.enqueue_many(%s, array_fill('t'::text, ARRAY[%s]))", [[queue], n])
+    conn.execute(
+        "SELECT count(*) FROM skiplock.enqueue_many(%s, array_fill('t'::text, ARRAY[%s]))", [[queue], n]
+    )
 
 
 def test_concurrency_limit_caps_running_jobs_and_frees_a_slot_per_finished_job(conn):
@@ -27,7 +31,9 @@ def test_concurrency_limit_caps_running_jobs_and_frees_a_slot_per_finished_job(c
     conn.execute("SELECT skiplock.set_queue_limits('q', concurrency => 3)")
     assert claim(conn) == 3
     assert claim(conn) == 0
-    job_id, token = conn.execute("SELECT id, lease_token FROM skiplock.job WHERE state = 'running' LIMIT 1").fetchone()
+    job_id, token = conn.execute(
+        "SELECT id, lease_token FROM skiplock.job WHERE state = 'running' LIMIT 1"
+    ).fetchone()
     conn.execute("SELECT skiplock.complete(ARRAY[%s::bigint], ARRAY[%s::uuid])", [job_id, token])
     assert claim(conn) == 1
     # other queues are not limited by it
@@ -55,7 +61,9 @@ def test_both_limits_apply_together_and_an_empty_call_removes_them(conn):
     assert claim(conn) == 2
     conn.execute("SELECT skiplock.set_queue_limits('q')")
     assert claim(conn) == 8
-    stats = conn.execute("SELECT DISTINCT concurrency_limit, rate_limit FROM skiplock.queue_stats WHERE queue = 'q'")
+    stats = conn.execute(
+        "SELECT DISTINCT concurrency_limit, rate_limit FROM skiplock.queue_stats WHERE queue = 'q'"
+    )
     assert stats.fetchall() == [(None, None)]
 
 
@@ -65,9 +73,9 @@ def test_limits_show_in_queue_stats_and_survive_pause_and_resume(conn):
     conn.execute("SELECT skiplock.pause_queue('q')")
     assert claim(conn) == 0
     conn.execute("SELECT skiplock.resume_queue('q')")
-    assert conn.execute("SELECT DISTINCT concurrency_limit, rate_limit, paused FROM skiplock.queue_stats").fetchall() == [
-        (5, 1.5, False)
-    ]
+    assert conn.execute(
+        "SELECT DISTINCT concurrency_limit, rate_limit, paused FROM skiplock.queue_stats"
+    ).fetchall() == [(5, 1.5, False)]
     assert claim(conn) == 1
 
 
@@ -108,8 +116,12 @@ def test_concurrent_claimers_never_exceed_the_concurrency_limit(dsn, conn):
             with psycopg.connect(dsn, autocommit=True) as c:
                 worker = uuid.uuid4()
                 while True:
-                    rows = c.execute("SELECT id, lease_token FROM skiplock.claim('{q}', %s, 3)", [worker]).fetchall()
-                    running = c.execute("SELECT count(*) FROM skiplock.job WHERE state = 'running'").fetchone()[0]
+                    rows = c.execute(
+                        "SELECT id, lease_token FROM skiplock.claim('{q}', %s, 3)", [worker]
+                    ).fetchall()
+                    running = c.execute(
+                        "SELECT count(*) FROM skiplock.job WHERE state = 'running'"
+                    ).fetchone()[0]
                     with lock:
                         peak = max(peak, running)
                     if rows:
@@ -128,5 +140,7 @@ def test_concurrent_claimers_never_exceed_the_concurrency_limit(dsn, conn):
     for t in threads:
         t.join(120)
     assert not errors
-    assert conn.execute("SELECT count(*) FROM skiplock.job_history WHERE state = 'completed'").fetchone() == (400,)
+    assert conn.execute("SELECT count(*) FROM skiplock.job_history WHERE state = 'completed'").fetchone() == (
+        400,
+    )
     assert 1 <= peak <= 5
