@@ -106,11 +106,15 @@ async def aclient(dsn: str) -> AsyncIterator[skiplock.AsyncClient]:
 
 @pytest.fixture(autouse=True)
 def _isolated_registry() -> Iterator[None]:
-    """Tasks declared inside one test do not leak into the next."""
-    saved = dict(_registry())
+    """Tasks and schedules declared inside one test do not leak into the next."""
+    from skiplock.cron import CRON_REGISTRY
+
+    saved, saved_cron = dict(_registry()), dict(CRON_REGISTRY)
     yield
     _registry().clear()
     _registry().update(saved)
+    CRON_REGISTRY.clear()
+    CRON_REGISTRY.update(saved_cron)
 
 
 def _registry() -> dict[str, Any]:

@@ -15,6 +15,11 @@ FROM skiplock.set_queue_limits(
     burst => %(burst)s::integer
 );
 
+-- name: rate_limits :many
+SELECT name, rate_limit, rate_burst
+FROM skiplock.queue
+WHERE name = ANY(%(queues)s::text[]) AND rate_limit IS NOT NULL;
+
 -- name: queue_stats :many
 SELECT *
 FROM skiplock.queue_stats

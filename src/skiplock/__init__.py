@@ -7,6 +7,7 @@ import logging
 from skiplock.client import Client
 from skiplock.client_async import AsyncClient
 from skiplock.context import JobContext, current_job
+from skiplock.cron import cron
 from skiplock.defaults import configure
 from skiplock.errors import (
     ConfigError,
@@ -23,7 +24,7 @@ from skiplock.errors import (
 )
 from skiplock.migrate import Migrator
 from skiplock.migrate_async import AsyncMigrator, MigrationStatus
-from skiplock.models import Job, JobSpec, JobState, QueueLimits, QueueStat
+from skiplock.models import Job, JobSpec, JobState, QueueLimits, QueueStat, Schedule
 from skiplock.task import Task, task
 from skiplock.worker import AsyncWorker, Worker
 
@@ -52,6 +53,7 @@ __all__ = [
     "QueueLimits",
     "QueueStat",
     "Retry",
+    "Schedule",
     "SchemaAhead",
     "SchemaMissing",
     "SchemaOutdated",
@@ -59,6 +61,7 @@ __all__ = [
     "Task",
     "Worker",
     "configure",
+    "cron",
     "current_job",
     "task",
 ]

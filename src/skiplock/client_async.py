@@ -10,14 +10,15 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from skiplock._core import cron as _cron
 from skiplock._core import statements
-from skiplock._core.rows import job_from_row, queue_stat_from_row
+from skiplock._core.rows import job_from_row, queue_stat_from_row, schedule_from_row
 from skiplock._driver._acompat import ALock
 from skiplock._driver.connection import resolve_async
 from skiplock._driver.errors import translate
 from skiplock._driver.executor_async import AsyncExecutor
 from skiplock.errors import ConfigError, JobNotFound
-from skiplock.models import Job, JobSpec, JobState, Json, QueueLimits, QueueStat
+from skiplock.models import Job, JobSpec, JobState, Json, QueueLimits, QueueStat, Schedule
 from skiplock.settings import DEFAULT_QUEUE, ENQUEUE_CHUNK, resolve_dsn
 
 __all__ = ["AsyncClient"]
@@ -220,6 +221,58 @@ class AsyncClient:
             rate=row["rate_limit"],
             burst=row["rate_burst"],
         )
+
+    async def schedule(
+        self,
+        name: str,
+        cron: str,
+        task: str,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        args: dict[str, Json] | None = None,
+        tz: str = "UTC",
+        priority: int = 0,
+        max_attempts: int | None = None,
+        catch_up: timedelta = timedelta(hours=1),
+    ) -> Schedule:
+        """Create or change schedule ``name``: enqueue ``task`` at every tick of ``cron``.
+
+        ``cron`` has 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds
+        first, read in time zone ``tz``. Workers fire it (any worker, each tick exactly once);
+        ticks missed while no worker ran are made up when at most ``catch_up`` old. Changing an
+        existing schedule never fires a tick twice.
+
+        Raises:
+            ConfigError: a bad expression or time zone (checked here first).
+            InvalidInput: the database rejected a name or value; nothing changed.
+        """
+        _cron.check(cron, tz)
+        stmt = statements.upsert_schedule(
+            name, cron, task, queue=queue, args=args or {}, tz=tz, priority=priority,
+            max_attempts=max_attempts, catch_up=catch_up,
+        )  # fmt: skip
+        row = await self._one(stmt, None)
+        assert row is not None  # the function always returns the schedule
+        return schedule_from_row(row)
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        return [schedule_from_row(r) for r in await self._all(statements.list_schedules(), None)]
+
+    async def pause_schedule(self, name: str) -> bool:
+        """Stop firing ``name``; return whether it exists."""
+        row = await self._one(statements.pause_schedule(name), None)
+        return bool(row and row["found"])
+
+    async def resume_schedule(self, name: str) -> bool:
+        """Fire ``name`` again (ticks missed meanwhile: only within its catch_up); return whether it exists."""
+        row = await self._one(statements.resume_schedule(name), None)
+        return bool(row and row["found"])
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Remove ``name``; return whether it existed."""
+        row = await self._one(statements.delete_schedule(name), None)
+        return bool(row and row["found"])
 
     async def queue_stats(self) -> list[QueueStat]:
         """Return ``skiplock.queue_stats``: counts per queue and state."""

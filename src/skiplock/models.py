@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-__all__ = ["FINAL_STATES", "Job", "JobSpec", "JobState", "Json", "QueueLimits", "QueueStat"]
+__all__ = ["FINAL_STATES", "Job", "JobSpec", "JobState", "Json", "QueueLimits", "QueueStat", "Schedule"]
 
 #: A JSON value as psycopg decodes ``jsonb``.
 Json = Any
@@ -88,6 +88,25 @@ class QueueStat:
     paused: bool
     concurrency_limit: int | None = None
     rate_limit: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    """One row of ``skiplock.schedule``: a cron schedule and where it stands."""
+
+    name: str
+    cron: str
+    tz: str
+    task: str
+    queue: str
+    args: dict[str, Json]
+    priority: int
+    max_attempts: int
+    catch_up: timedelta
+    paused: bool
+    last_tick: datetime  # every tick up to here has been enqueued (or skipped as too old)
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
-__all__ = ["claim_size", "poll_delay_s", "refill_threshold"]
+__all__ = ["claim_size", "poll_delay_s", "rate_poll_s", "refill_threshold"]
 
 
 def claim_size(*, concurrency: int, in_flight: int, prefetch: int, max_batch: int) -> int:
@@ -27,6 +28,18 @@ def refill_threshold(*, concurrency: int, prefetch: int) -> int:
     if prefetch <= 0:
         return 1
     return max(1, min(prefetch, (concurrency + prefetch) // 2))
+
+
+def rate_poll_s(limits: Iterable[tuple[float, int]], poll_interval_s: float) -> float | None:
+    """How soon to claim again after a short claim on rate-limited queues, or None if none are.
+
+    A claim on a rate-limited queue takes at most the whole tokens in its bucket, so a short
+    claim does not mean the queue is drained. Coming back in the time it takes to refill half the
+    bucket keeps a single worker from letting the bucket overflow (tokens lost) without spinning:
+    at most one claim per worker per half-bucket.
+    """
+    delays = [burst / rate / 2 for rate, burst in limits if rate > 0]
+    return max(0.01, min([*delays, poll_interval_s])) if delays else None
 
 
 def poll_delay_s(poll_interval_s: float, *, jitter: float = 0.1, rng: random.Random | None = None) -> float:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from skiplock.models import Job, JobState, QueueStat
+from skiplock.models import Job, JobState, QueueStat, Schedule
 
-__all__ = ["CLAIM_COLUMNS", "job_from_claim", "job_from_row", "queue_stat_from_row"]
+__all__ = ["CLAIM_COLUMNS", "job_from_claim", "job_from_row", "queue_stat_from_row", "schedule_from_row"]
 
 _JOB_FIELDS = frozenset(Job.__dataclass_fields__)
 _STATES = {s.value: s for s in JobState}
@@ -48,6 +48,14 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
     values = {k: v for k, v in row.items() if k in _JOB_FIELDS and v is not None}
     values["state"] = _STATES[row["state"]]
     return Job(**values)
+
+
+_SCHEDULE_FIELDS = frozenset(Schedule.__dataclass_fields__)
+
+
+def schedule_from_row(row: Mapping[str, Any]) -> Schedule:
+    """Build a Schedule from a ``skiplock.schedule`` row (extra columns ignored)."""
+    return Schedule(**{k: v for k, v in row.items() if k in _SCHEDULE_FIELDS})
 
 
 def queue_stat_from_row(row: Mapping[str, Any]) -> QueueStat:

@@ -28,8 +28,8 @@ class BoundStatement:
         return self.statement.name
 
 
-def _bind(name: str, **params: Any) -> BoundStatement:
-    return BoundStatement(QUERIES[name], params)
+def _bind(statement: str, /, **params: Any) -> BoundStatement:
+    return BoundStatement(QUERIES[statement], params)
 
 
 #: One encoder for every call: ``json.dumps`` with options builds a new encoder each time.
@@ -166,6 +166,56 @@ def set_queue_limits(
     queue: str, concurrency: int | None, rate: float | None, burst: int | None
 ) -> BoundStatement:
     return _bind("set_queue_limits", queue=queue, concurrency=concurrency, rate=rate, burst=burst)
+
+
+def rate_limits(queues: Sequence[str]) -> BoundStatement:
+    return _bind("rate_limits", queues=list(queues))
+
+
+def upsert_schedule(
+    name: str,
+    cron: str,
+    task: str,
+    *,
+    queue: str,
+    args: Json,
+    tz: str,
+    priority: int,
+    max_attempts: int | None,
+    catch_up: timedelta,
+) -> BoundStatement:
+    return _bind(
+        "upsert_schedule",
+        name=name,
+        cron=cron,
+        task=task,
+        queue=queue,
+        args=_args(args),
+        tz=tz,
+        priority=priority,
+        max_attempts=max_attempts,
+        catch_up=catch_up,
+    )
+
+
+def fire_schedule(name: str, ticks: Sequence[datetime]) -> BoundStatement:
+    return _bind("fire_schedule", name=name, ticks=list(ticks))
+
+
+def list_schedules() -> BoundStatement:
+    return _bind("list_schedules")
+
+
+def pause_schedule(name: str) -> BoundStatement:
+    return _bind("pause_schedule", name=name)
+
+
+def resume_schedule(name: str) -> BoundStatement:
+    return _bind("resume_schedule", name=name)
+
+
+def delete_schedule(name: str) -> BoundStatement:
+    return _bind("delete_schedule", name=name)
 
 
 def queue_stats() -> BoundStatement:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from skiplock.cli import job, queue
+from skiplock.cli import job, queue, schedule
 from skiplock.cli.demo import demo
 from skiplock.cli.enqueue import enqueue
 from skiplock.cli.migrate import migrate
@@ -25,6 +25,7 @@ app.command()(enqueue)
 app.command()(demo)
 app.add_typer(job.app, name="jobs")
 app.add_typer(queue.app, name="queues")
+app.add_typer(schedule.app, name="schedules")
 
 
 def main() -> None:

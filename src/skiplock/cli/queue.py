@@ -42,18 +42,16 @@ def list_queues(dsn: DsnOption = None) -> None:
     for st in JobState:
         table.add_column(_SHORT.get(st.value, st.value), justify="right")
     table.add_column("oldest", justify="right")
-    table.add_column("paused")
-    table.add_column("limits")
+    table.add_column("notes")  # paused, limits
     for queue in sorted(by_queue):
         counts = [str(by_queue[queue].get(st, 0)) for st in JobState]
-        table.add_row(
-            safe(queue), *counts, oldest.get(queue, "-"), "yes" if paused[queue] else "", limits[queue]
-        )
+        notes = ", ".join(filter(None, ["paused" if paused[queue] else "", limits[queue]]))
+        table.add_row(safe(queue), *counts, oldest.get(queue, "-"), notes)
     console.print(table)
 
 
 def _limits(concurrency: int | None, rate: float | None) -> str:
-    parts = ([f"{concurrency} at once"] if concurrency is not None else []) + (
+    parts = ([f"max {concurrency}"] if concurrency is not None else []) + (
         [f"{rate:g}/s"] if rate is not None else []
     )
     return ", ".join(parts)

@@ -41,6 +41,13 @@ def worker(
             "--listen/--no-listen", help="Use LISTEN/NOTIFY (off behind PgBouncer transaction pooling)."
         ),
     ] = True,
+    schedules: Annotated[
+        bool,
+        typer.Option(
+            "--schedules/--no-schedules",
+            help="Run the cron scheduler (fires every due schedule, each tick once).",
+        ),
+    ] = True,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
     """Run a worker: claim, run and acknowledge jobs until SIGTERM/SIGINT (twice: at once)."""
@@ -62,6 +69,7 @@ def worker(
         lease=timedelta(seconds=lease),
         grace_period=timedelta(seconds=grace),
         listen=listen,
+        schedules=schedules,
         install_signal_handlers=True,
     )
     asyncio.run(runner.run())

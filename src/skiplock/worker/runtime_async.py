@@ -40,11 +40,15 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from skiplock._core import statements
-from skiplock._core.claiming import claim_size, poll_delay_s, refill_threshold
+from skiplock._core.claiming import claim_size, poll_delay_s, rate_poll_s, refill_threshold
+from skiplock._core.cron import MAX_TICKS
+from skiplock._core.cron import due_ticks as cron_ticks
+from skiplock._core.cron import next_tick as next_cron_tick
 from skiplock._core.rows import job_from_claim
 from skiplock._driver.executor_async import AsyncExecutor
 from skiplock._driver.listener_async import AsyncListener
 from skiplock.context import _CURRENT, JobContext, set_current
+from skiplock.cron import CRON_REGISTRY
 from skiplock.errors import ConfigError, DatabaseUnavailable, Fail, Retry, SkiplockError
 from skiplock.migrate_async import AsyncMigrator
 from skiplock.models import Job, Json
@@ -64,6 +68,13 @@ from skiplock.task import REGISTRY, Task
 __all__ = ["AsyncWorker", "WorkerStats"]
 
 log = logging.getLogger("skiplock.worker")
+
+#: The scheduler wakes at the next tick of any schedule, and at least this often (schedules
+#: added or changed elsewhere are seen within it).
+MAX_SCHEDULER_SLEEP_S = 5.0
+#: Fire a tick this long after it is due by our reading of the database clock, so that the
+#: database (whose clock decides) agrees that it is due.
+SCHEDULER_MARGIN_S = 0.005
 
 
 @dataclass(slots=True)
@@ -121,6 +132,9 @@ class AsyncWorker:
         burst: exit once no job is due and none is running.
         listen: use LISTEN/NOTIFY (turn off behind PgBouncer in transaction mode).
         maintenance: create history partitions ahead and drop those past ``retention``.
+        schedules: run the cron scheduler: store the ``@skiplock.cron`` schedules of this
+            worker's tasks, and fire every due schedule in the database (any worker may; each
+            tick is enqueued exactly once).
         install_signal_handlers: SIGTERM/SIGINT stop gracefully; a second one stops at once.
     """
 
@@ -139,6 +153,7 @@ class AsyncWorker:
         burst: bool = False,
         listen: bool = True,
         maintenance: bool = True,
+        schedules: bool = True,
         maintenance_interval: timedelta = DEFAULT_MAINTENANCE_INTERVAL,
         retention: timedelta = DEFAULT_RETENTION,
         ack_batch: int = 1000,
@@ -171,6 +186,7 @@ class AsyncWorker:
         self.burst = burst
         self.listen = listen
         self.maintenance = maintenance
+        self.schedules = schedules
         self.ack_batch = max(1, min(ack_batch, MAX_BATCH))
         self.install_signal_handlers = install_signal_handlers
         self.check_schema = check_schema
@@ -202,6 +218,10 @@ class AsyncWorker:
         self._refill_at = refill_threshold(concurrency=self.concurrency, prefetch=self.prefetch)
         self._draining = False  # shutdown: the acker exits once nothing is left to flush
         self._acker_task: asyncio.Task[None] | None = None
+        # Rate-limited queues: claim again this soon after a short claim (see rate_poll_s), while
+        # claims keep finding jobs; refreshed with every heartbeat.
+        self._rate_poll: float | None = None
+        self._last_hit = 0.0  # loop time of the last claim that returned jobs
 
     async def __aenter__(self) -> AsyncWorker:
         self._background = asyncio.create_task(self.run(), name="skiplock-worker")
@@ -245,6 +265,7 @@ class AsyncWorker:
                 self.worker_id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
             )
         )
+        await self._refresh_rate_limits()
         log.info(
             "worker %s started: queues=%s concurrency=%s tasks=%s",
             self.worker_id,
@@ -264,6 +285,8 @@ class AsyncWorker:
         ]
         if self.maintenance:
             loops.append(asyncio.create_task(self._maintenance_loop(), name="skiplock-maintenance"))
+        if self.schedules:
+            loops.append(asyncio.create_task(self._scheduler_loop(), name="skiplock-scheduler"))
         if self.listen:
             self._listener = AsyncListener(self.dsn, self.queues, self._on_notify, self._wake)
             loops.append(asyncio.create_task(self._listener.run(), name="skiplock-listener"))
@@ -339,13 +362,23 @@ class AsyncWorker:
             self.stats.claimed += len(jobs)
             for job in jobs:
                 self._start(job)
+            now = asyncio.get_running_loop().time()
+            if jobs:
+                self._last_hit = now
             if len(jobs) < n:
                 # Burst mode ends when nothing is due: only trust a claim that started after every
                 # outcome was recorded (a retry due now may have been written while it ran).
                 if self.burst and not self._held and not self._active and self._outcomes == outcomes_before:
                     return
-                # Nothing more is due: sleep until NOTIFY, a freed slot (burst) or the poll floor.
-                await self._wait_wakeup(poll_delay_s(self.poll_interval.total_seconds()))
+                # Nothing more is due: sleep until NOTIFY, a freed slot (burst) or the poll floor;
+                # sooner while a rate limit, not an empty queue, is what cut claims short.
+                delay = poll_delay_s(self.poll_interval.total_seconds())
+                if (
+                    self._rate_poll is not None
+                    and now - self._last_hit < 2 * self.poll_interval.total_seconds()
+                ):
+                    delay = min(delay, self._rate_poll)
+                await self._wait_wakeup(delay)
 
     async def _wait_wakeup(self, timeout: float | None) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -578,9 +611,16 @@ class AsyncWorker:
             except Exception:  # a dead heartbeat loop would get every job reaped
                 log.exception("unexpected error in heartbeat")
 
+    async def _refresh_rate_limits(self) -> None:
+        rows = await self._db(statements.rate_limits(self.queues), attempts=1)
+        self._rate_poll = rate_poll_s(
+            ((float(r["rate_limit"]), int(r["rate_burst"])) for r in rows), self.poll_interval.total_seconds()
+        )
+
     async def _beat(self) -> None:
         held = list(self._held.values())
         try:
+            await self._refresh_rate_limits()
             if held:
                 rows = await self._db(
                     statements.heartbeat([h.job.id for h in held], [_token(h.job) for h in held], self.lease),
@@ -627,6 +667,49 @@ class AsyncWorker:
             except Exception:
                 log.exception("unexpected error in partition maintenance")
             await asyncio.sleep(poll_delay_s(self.maintenance_interval.total_seconds(), jitter=0.2))
+
+    async def _scheduler_loop(self) -> None:
+        for spec in CRON_REGISTRY.values():
+            if spec.task in self.tasks:
+                task = self.tasks[spec.task]
+                stmt = statements.upsert_schedule(
+                    spec.name, spec.cron, spec.task, queue=spec.queue, args=spec.args, tz=spec.tz,
+                    priority=task.priority, max_attempts=task.max_attempts, catch_up=spec.catch_up,
+                )  # fmt: skip
+                try:
+                    await self._db(stmt)
+                except SkiplockError as exc:
+                    log.error("could not store schedule %s: %s", spec.name, exc)
+        while True:
+            wait = MAX_SCHEDULER_SLEEP_S
+            try:
+                wait = await self._fire_due_schedules()
+            except SkiplockError as exc:
+                log.warning("scheduler round failed: %s", exc)
+            except Exception:
+                log.exception("unexpected error in the scheduler")
+            await asyncio.sleep(wait)
+
+    async def _fire_due_schedules(self) -> float:
+        """Hand every schedule's due ticks to the database; return how long to sleep."""
+        wait = MAX_SCHEDULER_SLEEP_S
+        for row in await self._db(statements.list_schedules(), attempts=1):
+            if row["paused"]:
+                continue
+            now, name = row["db_now"], row["name"]
+            # Ticks older than catch_up would be skipped by the database anyway: start after them.
+            ticks = cron_ticks(row["cron"], row["tz"], max(row["last_tick"], now - row["catch_up"]), now)
+            if ticks:
+                fired = await self._db(statements.fire_schedule(name, ticks), attempts=1)
+                if fired:
+                    log.info(
+                        "schedule %s: enqueued %s tick(s), latest %s", name, len(fired), fired[-1]["tick"]
+                    )
+                if len(ticks) == MAX_TICKS:
+                    wait = 0.0  # more catch-up to do
+            upcoming = next_cron_tick(row["cron"], row["tz"], max([now, *ticks]))
+            wait = min(wait, (upcoming - now).total_seconds() + SCHEDULER_MARGIN_S)
+        return max(0.0, wait)
 
     # -- shutdown --------------------------------------------------------------------------
 

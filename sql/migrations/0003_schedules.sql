@@ -1,0 +1,182 @@
+-- 0003_schedules: cron schedules stored in the database, each tick enqueued exactly once.
+--
+-- Cron expressions are evaluated by the schedulers (every worker runs one; Python's croniter),
+-- which hand the ticks they found due to fire_schedule(). The database decides: under the
+-- schedule's row lock, only ticks later than last_tick become jobs, and last_tick moves past
+-- them in the same transaction. However many schedulers race, each tick is enqueued once.
+-- Ticks older than catch_up (measured on the database clock) are skipped, not enqueued: after
+-- an outage, at most catch_up's worth of ticks is made up.
+--
+-- Migrations note: creates skiplock.schedule and its functions; nothing existing changes.
+
+CREATE TABLE skiplock.schedule (
+    name         text        NOT NULL,
+    cron         text        NOT NULL,
+    tz           text        NOT NULL DEFAULT 'UTC',
+    task         text        NOT NULL,
+    queue        text        NOT NULL DEFAULT 'default',
+    args         jsonb       NOT NULL DEFAULT '{}',
+    priority     smallint    NOT NULL DEFAULT 0,
+    max_attempts integer     NOT NULL DEFAULT 10,
+    catch_up     interval    NOT NULL DEFAULT '1 hour',
+    paused       boolean     NOT NULL DEFAULT false,
+    last_tick    timestamptz NOT NULL,  -- every tick up to here has been enqueued or skipped
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT schedule_pkey PRIMARY KEY (name),
+    CONSTRAINT schedule_args_object CHECK (jsonb_typeof(args) = 'object'),
+    CONSTRAINT schedule_catch_up_range CHECK (catch_up >= interval '0' AND catch_up <= interval '31 days')
+);
+
+-- _check_cron: a 5-field (minute) or 6-field (second first) cron expression, checked for shape
+-- here; the schedulers' cron library checks the values. Raises 22023.
+CREATE FUNCTION skiplock._check_cron(cron text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    IF _check_cron.cron IS NULL
+       OR cardinality(regexp_split_to_array(btrim(_check_cron.cron), '\s+')) NOT IN (5, 6)
+       OR _check_cron.cron !~ '^[\sA-Za-z0-9*/,?#LW-]+$'
+       OR length(_check_cron.cron) > 200 THEN
+        PERFORM skiplock._invalid(format('invalid cron expression %s', skiplock._show(_check_cron.cron)),
+            'use 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first');
+    END IF;
+    RETURN btrim(_check_cron.cron);
+END;
+$$;
+
+-- _check_tz: an IANA time zone name the server knows. Raises 22023.
+CREATE FUNCTION skiplock._check_tz(tz text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+AS $$
+BEGIN
+    IF _check_tz.tz IS NULL OR NOT EXISTS (SELECT 1 FROM pg_timezone_names AS z WHERE z.name = _check_tz.tz) THEN
+        PERFORM skiplock._invalid(format('unknown time zone %s', skiplock._show(_check_tz.tz)),
+                                  'use an IANA name such as UTC or Europe/Paris');
+    END IF;
+    RETURN _check_tz.tz;
+END;
+$$;
+
+-- upsert_schedule: create or change schedule `name`: enqueue `task` on `queue` with `args` at
+-- every tick of `cron` in time zone `tz`. A new schedule starts from as_of (no ticks before it
+-- are made up); changing an existing one keeps its last_tick, so no tick fires twice.
+-- Bad input raises 22023 and changes nothing.
+CREATE FUNCTION skiplock.upsert_schedule(
+    name         text,
+    cron         text,
+    task         text,
+    queue        text        DEFAULT 'default',
+    args         jsonb       DEFAULT '{}',
+    tz           text        DEFAULT 'UTC',
+    priority     integer     DEFAULT 0,
+    max_attempts integer     DEFAULT 10,
+    catch_up     interval    DEFAULT '1 hour',
+    as_of        timestamptz DEFAULT now()
+)
+RETURNS skiplock.schedule
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    s skiplock.schedule;
+BEGIN
+    IF NOT skiplock._is_task_name(upsert_schedule.name) THEN
+        PERFORM skiplock._invalid(format('invalid schedule name %s', skiplock._show(upsert_schedule.name)),
+            'schedule names follow the task name rules: 1-200 characters of letters, digits and _ . : - < >');
+    END IF;
+    PERFORM skiplock._check_job(upsert_schedule.queue, upsert_schedule.task, COALESCE(upsert_schedule.args, '{}'),
+                                upsert_schedule.priority, NULL, upsert_schedule.max_attempts, NULL);
+    IF upsert_schedule.catch_up IS NULL OR upsert_schedule.catch_up < interval '0'
+       OR upsert_schedule.catch_up > interval '31 days' THEN
+        PERFORM skiplock._invalid(format('catch_up must be between 0 and 31 days, got %s', upsert_schedule.catch_up));
+    END IF;
+    INSERT INTO skiplock.schedule AS x (name, cron, tz, task, queue, args, priority, max_attempts, catch_up,
+                                        last_tick, created_at, updated_at)
+    VALUES (upsert_schedule.name, skiplock._check_cron(upsert_schedule.cron), skiplock._check_tz(upsert_schedule.tz),
+            upsert_schedule.task, upsert_schedule.queue, COALESCE(upsert_schedule.args, '{}'),
+            COALESCE(upsert_schedule.priority, 0), COALESCE(upsert_schedule.max_attempts, 10),
+            upsert_schedule.catch_up, upsert_schedule.as_of, upsert_schedule.as_of, upsert_schedule.as_of)
+    ON CONFLICT ON CONSTRAINT schedule_pkey DO UPDATE
+    SET cron = EXCLUDED.cron, tz = EXCLUDED.tz, task = EXCLUDED.task, queue = EXCLUDED.queue,
+        args = EXCLUDED.args, priority = EXCLUDED.priority, max_attempts = EXCLUDED.max_attempts,
+        catch_up = EXCLUDED.catch_up, updated_at = EXCLUDED.updated_at
+    RETURNING x.* INTO s;
+    RETURN s;
+END;
+$$;
+
+-- fire_schedule: enqueue the given ticks of schedule `name` that are due (<= as_of), newer than
+-- its last_tick and within its catch_up window, each as one job with run_at = its tick; move
+-- last_tick past every due tick given (skipped ones too). Returns (tick, job_id) per job made.
+-- Concurrency: any number of schedulers; the schedule's row lock serializes them and a tick at
+-- or before last_tick is never enqueued again, so each tick becomes exactly one job. A paused
+-- or deleted schedule fires nothing.
+CREATE FUNCTION skiplock.fire_schedule(
+    name  text,
+    ticks timestamptz[],
+    as_of timestamptz DEFAULT now()
+)
+RETURNS TABLE (tick timestamptz, job_id bigint)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    s      skiplock.schedule;
+    due    timestamptz[];
+    fresh  timestamptz[];
+BEGIN
+    SELECT * INTO s FROM skiplock.schedule AS x WHERE x.name = fire_schedule.name FOR UPDATE;
+    IF NOT FOUND OR s.paused THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(DISTINCT t ORDER BY t) INTO due
+    FROM unnest(fire_schedule.ticks) AS t
+    WHERE t > s.last_tick AND t <= fire_schedule.as_of;
+    IF due IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(t ORDER BY t) INTO fresh FROM unnest(due) AS t WHERE t >= fire_schedule.as_of - s.catch_up;
+    UPDATE skiplock.schedule AS x SET last_tick = due[cardinality(due)] WHERE x.name = s.name;
+    IF fresh IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT f.t, e.id
+    FROM unnest(fresh) WITH ORDINALITY AS f(t, ord)
+    JOIN skiplock.enqueue_many(ARRAY[s.queue], ARRAY[s.task], ARRAY[s.args], ARRAY[s.priority::integer],
+                               fresh, NULL, ARRAY[s.max_attempts], NULL, fire_schedule.as_of)
+         WITH ORDINALITY AS e(id, ord) ON e.ord = f.ord;
+END;
+$$;
+
+-- pause_schedule / resume_schedule: stop and restart firing. Ticks missed while paused are made
+-- up on resume only within catch_up. delete_schedule removes it. Each returns whether the
+-- schedule exists.
+CREATE FUNCTION skiplock.pause_schedule(name text)
+RETURNS boolean
+LANGUAGE sql
+AS $$
+    WITH u AS (UPDATE skiplock.schedule AS x SET paused = true, updated_at = now()
+               WHERE x.name = pause_schedule.name RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM u);
+$$;
+
+CREATE FUNCTION skiplock.resume_schedule(name text)
+RETURNS boolean
+LANGUAGE sql
+AS $$
+    WITH u AS (UPDATE skiplock.schedule AS x SET paused = false, updated_at = now()
+               WHERE x.name = resume_schedule.name RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM u);
+$$;
+
+CREATE FUNCTION skiplock.delete_schedule(name text)
+RETURNS boolean
+LANGUAGE sql
+AS $$
+    WITH d AS (DELETE FROM skiplock.schedule AS x WHERE x.name = delete_schedule.name RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM d);
+$$;
