@@ -29,7 +29,9 @@ def _install() -> str | None:
         return "node and npm are not on PATH"
     if not (HERE / "node_modules" / "bullmq").exists():
         done = subprocess.run(
-            ["npm", "ci" if (HERE / "package-lock.json").exists() else "install", "--no-audit", "--no-fund"],
+            # `npm install`, not `npm ci`: the lock file cannot list every platform's optional
+            # binaries, and `npm ci` refuses it then; package.json pins exact versions.
+            ["npm", "install", "--no-audit", "--no-fund"],
             cwd=HERE,
             capture_output=True,
             text=True,

@@ -65,6 +65,20 @@ FROM skiplock.heartbeat(
     lease => %(lease)s::interval
 ) AS id;
 
+-- name: set_progress :many
+SELECT id
+FROM skiplock.set_progress(
+    job_ids => %(job_ids)b::bigint[],
+    lease_tokens => %(lease_tokens)b::uuid[],
+    progress => %(progress)s::double precision[],
+    messages => %(messages)s::text[]
+) AS id;
+
+-- name: cancel_requested :many
+SELECT id
+FROM skiplock.job
+WHERE id = ANY(%(job_ids)b::bigint[]) AND cancel_requested;
+
 -- name: release :many
 SELECT id
 FROM skiplock.release(
@@ -75,6 +89,24 @@ FROM skiplock.release(
 -- name: reap :many
 SELECT job_id, state
 FROM skiplock.reap(max_jobs => %(max_jobs)s::integer);
+
+-- name: retry_failed :many
+SELECT id
+FROM skiplock.retry_failed(
+    queue => %(queue)s::text,
+    task => %(task)s::text,
+    since => %(since)s::timestamptz,
+    max_jobs => %(max_jobs)s::integer
+) AS id;
+
+-- name: purge :one
+SELECT skiplock.purge(
+    queue => %(queue)s::text,
+    task => %(task)s::text,
+    before => %(before)s::timestamptz,
+    states => %(states)s::text[]::skiplock.job_state[],
+    max_jobs => %(max_jobs)s::integer
+) AS purged;
 
 -- name: retry :many
 SELECT id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from skiplock import backoff
 from skiplock.client import Client
 from skiplock.client_async import AsyncClient
 from skiplock.context import JobContext, current_job
@@ -14,6 +15,7 @@ from skiplock.errors import (
     DatabaseUnavailable,
     Fail,
     InvalidInput,
+    JobFailed,
     JobNotFound,
     LeaseLost,
     Retry,
@@ -44,6 +46,7 @@ __all__ = [
     "InvalidInput",
     "Job",
     "JobContext",
+    "JobFailed",
     "JobNotFound",
     "JobSpec",
     "JobState",
@@ -60,6 +63,7 @@ __all__ = [
     "SkiplockError",
     "Task",
     "Worker",
+    "backoff",
     "configure",
     "cron",
     "current_job",

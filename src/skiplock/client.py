@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from time import monotonic as _monotonic
 from types import TracebackType
 from typing import Any
 
@@ -18,7 +19,7 @@ from skiplock._driver._acompat import Lock
 from skiplock._driver.connection import resolve_sync
 from skiplock._driver.errors import translate
 from skiplock._driver.executor import Executor
-from skiplock.errors import ConfigError, JobNotFound
+from skiplock.errors import ConfigError, JobFailed, JobNotFound
 from skiplock.models import Job, JobSpec, JobState, Json, QueueLimits, QueueStat, Schedule
 from skiplock.settings import DEFAULT_QUEUE, ENQUEUE_CHUNK, resolve_dsn
 
@@ -67,8 +68,10 @@ class Client:
         """Cancel jobs; return each known id with its state after the call.
 
         Queued jobs become ``cancelled`` and never run. A running job keeps ``running`` with a
-        cancel request: its current attempt finishes and it is not retried. Finished jobs are
-        reported unchanged.
+        cancel request, and the worker holding it is told at once (NOTIFY, with its heartbeats
+        as a fallback): an async task is cancelled, a sync task sees
+        ``current_job().cancel_requested``; either way it ends ``cancelled`` and is not retried,
+        unless it completes first. Finished jobs are reported unchanged (nothing to cancel).
         """
         rows = self._all(statements.cancel(job_ids), conn)
         return {int(r["job_id"]): JobState(r["state"]) for r in rows}
@@ -150,6 +153,46 @@ class Client:
                 raise
             raise translated from exc
         return ids
+
+    def wait(self, job_id: int, *, timeout: float | None = None, poll_interval: float = 1.0) -> Job:
+        """Wait until job ``job_id`` is finished (completed, failed or cancelled) and return it.
+
+        Wakes on the database's completion notification (``skiplock_done``), on its own
+        connection, and checks every ``poll_interval`` seconds in case a notification is missed.
+
+        Raises:
+            TimeoutError: the job was not finished within ``timeout`` seconds.
+            JobNotFound: no job with that id.
+        """
+        deadline = None if timeout is None else _monotonic() + timeout
+        listener = psycopg.Connection.connect(self.dsn, autocommit=True, application_name="skiplock-wait")
+        try:
+            listener.execute("LISTEN skiplock_done")
+            while True:
+                job = self.get_job(job_id)
+                if job.is_final:
+                    return job
+                left = poll_interval if deadline is None else min(poll_interval, deadline - _monotonic())
+                if left <= 0:
+                    raise TimeoutError(f"job {job_id} did not finish within {timeout}s (it is {job.state})")
+                for note in listener.notifies(timeout=left):
+                    if note.payload == job.queue:
+                        break
+        finally:
+            listener.close()
+
+    def result(self, job_id: int, *, timeout: float | None = None) -> Json:
+        """Wait for job ``job_id`` (see ``wait``) and return its result.
+
+        Raises:
+            JobFailed: the job ended failed or cancelled (``.job`` has its errors).
+            TimeoutError: it did not finish within ``timeout`` seconds.
+        """
+        job = self.wait(job_id, timeout=timeout)
+        if job.state is not JobState.COMPLETED:
+            last = job.errors[-1] if job.errors else {}
+            raise JobFailed(f"job {job_id} {job.state}: {last.get('type', '')}: {last.get('error', '')}", job)
+        return job.result
 
     def get_job(self, job_id: int) -> Job:
         """Return a live or retained job by id.
@@ -291,6 +334,32 @@ class Client:
     def retry(self, job_ids: Sequence[int], *, conn: Any = None) -> list[int]:
         """Run failed, cancelled, scheduled or retryable jobs again now; return the ids affected."""
         return [int(r["id"]) for r in self._all(statements.retry(job_ids), conn)]
+
+    def retry_failed(
+        self,
+        *,
+        queue: str | None = None,
+        task: str | None = None,
+        since: datetime | None = None,
+        limit: int = 10000,
+    ) -> list[int]:
+        """Redrive the dead-letter set: run again the failed jobs matching every filter given
+        (failed at or after ``since``), oldest first, at most ``limit``; return their ids."""
+        return [int(r["id"]) for r in self._all(statements.retry_failed(queue, task, since, limit), None)]
+
+    def purge(
+        self,
+        *,
+        queue: str | None = None,
+        task: str | None = None,
+        before: datetime | None = None,
+        states: Sequence[JobState] = (JobState.FAILED,),
+        limit: int = 10000,
+    ) -> int:
+        """Delete finished jobs for good (default: the dead-letter set) matching every filter
+        given and finished before ``before`` (default: now), at most ``limit``; return how many."""
+        row = self._one(statements.purge(queue, task, before, states, limit), None)
+        return int(row["purged"]) if row else 0
 
     def _all(self, stmt: statements.BoundStatement, conn: Any) -> list[Any]:
         if conn is not None:

@@ -27,6 +27,10 @@ class JobContext:
     # is atomic under the GIL, and a threading.Event per job costs more than the job itself.
     _lease_lost: bool = False
     _cancel_requested: bool = False
+    # The latest progress reported, and the one last sent: the worker sends a report when they
+    # differ (replacing a tuple is atomic too).
+    _progress: tuple[float, str | None] | None = None
+    _progress_sent: tuple[float, str | None] | None = None
 
     @property
     def attempt(self) -> int:
@@ -36,6 +40,19 @@ class JobContext:
     def cancel_requested(self) -> bool:
         """True once the worker is shutting down hard or the job was cancelled: stop early."""
         return self._cancel_requested
+
+    def set_progress(self, percent: float, message: str | None = None) -> None:
+        """Report how far the job got (0-100) and what it is doing, for ``skiplock jobs show`` and SQL.
+
+        Cheap enough for a hot loop: it only records the value; the worker sends the latest
+        report of each job in one batch about once a second.
+
+        Raises:
+            ConfigError: ``percent`` is not a number between 0 and 100.
+        """
+        if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 <= percent <= 100:
+            raise ConfigError(f"progress must be a number between 0 and 100, got {percent!r}")
+        self._progress = (float(percent), None if message is None else str(message)[:1000])
 
     @property
     def lease_lost(self) -> bool:

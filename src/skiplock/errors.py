@@ -7,12 +7,14 @@ database are translated at the driver boundary and keep the original as ``__caus
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 __all__ = [
     "ConfigError",
     "DatabaseUnavailable",
     "Fail",
     "InvalidInput",
+    "JobFailed",
     "JobNotFound",
     "LeaseLost",
     "Retry",
@@ -53,6 +55,14 @@ class SchemaAhead(SkiplockError):
 
 class JobNotFound(SkiplockError):
     """No live or retained job has that id."""
+
+
+class JobFailed(SkiplockError):
+    """The job waited for ended ``failed`` or ``cancelled``; ``job`` holds it, errors and all."""
+
+    def __init__(self, message: str, job: Any) -> None:
+        super().__init__(message)
+        self.job = job
 
 
 class LeaseLost(SkiplockError):

@@ -55,6 +55,8 @@ class Job:
     errors: list[dict[str, Json]] = field(default_factory=list)
     finished_at: datetime | None = None
     result: Json = None
+    progress: float | None = None  # 0-100, as the task last reported it (live jobs)
+    progress_message: str | None = None
 
     @property
     def is_final(self) -> bool:

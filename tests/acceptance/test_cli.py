@@ -110,6 +110,28 @@ def test_queues_limit_sets_shows_and_removes_limits(dsn, conn):
     assert "concurrency limit must be between 1 and 1000000" in out
 
 
+def test_jobs_redrive_by_filter_and_purge(dsn, conn):
+    conn.execute("SELECT skiplock.enqueue_many('{emails}', '{send,send,send}', max_attempts => '{1}')")
+    for job_id, token in conn.execute(
+        "SELECT id, lease_token FROM skiplock.claim('{emails}', gen_random_uuid(), 3)"
+    ):
+        conn.execute("SELECT skiplock.fail(%s, %s, 'boom')", [job_id, token])
+    code, out = cli("jobs", "retry", "1", "--queue", "emails", "--dsn", dsn)
+    assert code == 1
+    assert "not both" in out
+    assert cli("jobs", "retry", "--queue", "emails", "--limit", "2", "--dsn", dsn) == (
+        0,
+        "redrove 2 failed jobs\n",
+    )
+    code, out = cli("jobs", "purge", "--queue", "emails", "--dsn", dsn)
+    assert code == 1
+    assert "--yes" in out
+    assert cli("jobs", "purge", "--queue", "emails", "--yes", "--dsn", dsn) == (0, "purged 1 job\n")
+    assert conn.execute("SELECT state::text, count(*) FROM skiplock.jobs GROUP BY 1").fetchall() == [
+        ("available", 2)
+    ]
+
+
 def test_schedules_list_pause_resume_delete(dsn, client):
     client.schedule("nightly", "0 3 * * *", "report", queue="reports", tz="Europe/Paris")
     code, out = cli("schedules", "list", "--dsn", dsn)

@@ -126,12 +126,45 @@ def heartbeat(job_ids: Sequence[int], lease_tokens: Sequence[UUID], lease: timed
     return _bind("heartbeat", job_ids=list(job_ids), lease_tokens=list(lease_tokens), lease=lease)
 
 
+def set_progress(
+    job_ids: Sequence[int],
+    lease_tokens: Sequence[UUID],
+    progress: Sequence[float],
+    messages: Sequence[str | None],
+) -> BoundStatement:
+    return _bind(
+        "set_progress",
+        job_ids=list(job_ids),
+        lease_tokens=list(lease_tokens),
+        progress=list(progress),
+        messages=list(messages),
+    )
+
+
+def cancel_requested(job_ids: Sequence[int]) -> BoundStatement:
+    return _bind("cancel_requested", job_ids=list(job_ids))
+
+
 def release(job_ids: Sequence[int], lease_tokens: Sequence[UUID]) -> BoundStatement:
     return _bind("release", job_ids=list(job_ids), lease_tokens=list(lease_tokens))
 
 
 def reap(max_jobs: int = 1000) -> BoundStatement:
     return _bind("reap", max_jobs=max_jobs)
+
+
+def retry_failed(
+    queue: str | None, task: str | None, since: datetime | None, max_jobs: int
+) -> BoundStatement:
+    return _bind("retry_failed", queue=queue, task=task, since=since, max_jobs=max_jobs)
+
+
+def purge(
+    queue: str | None, task: str | None, before: datetime | None, states: Sequence[JobState], max_jobs: int
+) -> BoundStatement:
+    return _bind(
+        "purge", queue=queue, task=task, before=before, states=[s.value for s in states], max_jobs=max_jobs
+    )
 
 
 def retry(job_ids: Sequence[int]) -> BoundStatement:

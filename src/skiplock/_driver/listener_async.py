@@ -16,14 +16,16 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["CHANNEL", "AsyncListener"]
+__all__ = ["CANCEL_CHANNEL", "CHANNEL", "AsyncListener"]
 
-CHANNEL = "skiplock_insert"
+CHANNEL = "skiplock_insert"  # payload: a queue with new due jobs
+CANCEL_CHANNEL = "skiplock_cancel"  # payload: the id of a running job whose cancellation was requested
 log = logging.getLogger("skiplock.listener")
 
 
 class AsyncListener:
-    """LISTEN on ``skiplock_insert`` and call ``on_notify_cb(queue)`` for our queues."""
+    """LISTEN on ``skiplock_insert`` and call ``on_notify_cb(queue)`` for our queues; with
+    ``on_cancel_cb``, also on ``skiplock_cancel`` and call it with each job id."""
 
     def __init__(
         self,
@@ -32,6 +34,7 @@ class AsyncListener:
         on_notify_cb: Callable[[str], None],
         on_connect_cb: Callable[[], None],
         *,
+        on_cancel_cb: Callable[[int], None] | None = None,
         max_backoff_s: float = 5.0,
         ping_interval_s: float = 5.0,
     ) -> None:
@@ -39,6 +42,7 @@ class AsyncListener:
         self.queues = frozenset(queues)
         self.on_notify_cb = on_notify_cb
         self.on_connect_cb = on_connect_cb
+        self.on_cancel_cb = on_cancel_cb
         self.max_backoff_s = max_backoff_s
         self.ping_interval_s = ping_interval_s
         self.connected = asyncio.Event()
@@ -81,12 +85,17 @@ class AsyncListener:
         )
         self._conn = conn
         await conn.execute(f"LISTEN {CHANNEL}")
+        if self.on_cancel_cb is not None:
+            await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
         self.connected.set()
         self.on_connect_cb()  # catch-up poll: anything enqueued while we were away
         while not self._stopping.is_set():
             # A bounded wait doubles as a liveness ping: a dead socket raises on the next query.
             async for notify in conn.notifies(timeout=self.ping_interval_s):
-                if notify.payload in self.queues:
+                if notify.channel == CANCEL_CHANNEL:
+                    if self.on_cancel_cb is not None and notify.payload.isdigit():
+                        self.on_cancel_cb(int(notify.payload))
+                elif notify.payload in self.queues:
                     self.on_notify_cb(notify.payload)
             if self._stopping.is_set():
                 return

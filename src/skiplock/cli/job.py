@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from skiplock.cli._common import DsnOption, console, dsn_of, handle_errors, safe
+from skiplock.cli._common import DsnOption, console, dsn_of, fail, handle_errors, safe
 from skiplock.client import Client
 from skiplock.models import JobState
 
@@ -46,6 +47,9 @@ def show(job_id: Annotated[int, typer.Argument(help="Job id.")], dsn: DsnOption 
     for name in ("id", "queue", "task", "state", "priority", "attempt", "max_attempts", "run_at", "created_at",
                  "attempted_at", "finished_at", "lease_expires_at", "worker_id", "dedupe_key", "cancel_requested"):  # fmt: skip
         console.print(f"[bold]{name}[/]: {safe(getattr(j, name))}")
+    if j.progress is not None:
+        message = f" {j.progress_message}" if j.progress_message else ""
+        console.print(f"[bold]progress[/]: {j.progress:g}%{safe(message)}")
     console.print(f"[bold]args[/]: {safe(json.dumps(j.args, ensure_ascii=False))}")
     console.print(f"[bold]result[/]: {safe(json.dumps(j.result, ensure_ascii=False))}")
     for e in j.errors:
@@ -55,18 +59,67 @@ def show(job_id: Annotated[int, typer.Argument(help="Job id.")], dsn: DsnOption 
 
 @app.command("retry")
 @handle_errors
-def retry(job_ids: Annotated[list[int], typer.Argument(help="Job ids.")], dsn: DsnOption = None) -> None:
-    """Run failed, cancelled, scheduled or retryable jobs again now."""
+def retry(
+    job_ids: Annotated[list[int] | None, typer.Argument(help="Job ids (or use the filters).")] = None,
+    queue: Annotated[str | None, typer.Option(help="Redrive failed jobs of this queue.")] = None,
+    task: Annotated[str | None, typer.Option(help="Redrive failed jobs of this task.")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Redrive jobs that failed at or after this time.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many jobs per call.")] = 10000,
+    dsn: DsnOption = None,
+) -> None:
+    """Run jobs again now: by id (failed, cancelled, scheduled or retryable), or redrive failed jobs by filter."""
+    filtered = queue is not None or task is not None or since is not None
+    if bool(job_ids) == filtered:
+        raise fail("give job ids, or filters (--queue, --task, --since), not both")
     with Client(dsn_of(dsn), max_size=1) as client:
-        done = client.retry(job_ids)
-    console.print(f"retried {len(done)} of {len(job_ids)}: {done}")
+        if job_ids:
+            done = client.retry(job_ids)
+            console.print(f"retried {len(done)} of {len(job_ids)}: {done}")
+        else:
+            done = client.retry_failed(queue=queue, task=task, since=since, limit=limit)
+            console.print(f"redrove {len(done)} failed job{'s' if len(done) != 1 else ''}")
+
+
+@app.command("purge")
+@handle_errors
+def purge(
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
+    before: Annotated[
+        datetime | None, typer.Option(help="Only jobs finished before this time (default: now).")
+    ] = None,
+    state: Annotated[list[str] | None, typer.Option(help="States to purge (default: failed).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many jobs per call.")] = 10000,
+    yes: Annotated[bool, typer.Option("--yes", help="Really delete them.")] = False,
+    dsn: DsnOption = None,
+) -> None:
+    """Delete finished jobs for good (default: the dead-letter set of failed jobs)."""
+    try:
+        states = [JobState(s) for s in (state or ["failed"])]
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if not yes:
+        raise fail("purge deletes jobs for good: add --yes to confirm")
+    with Client(dsn_of(dsn), max_size=1) as client:
+        n = client.purge(queue=queue, task=task, before=before, states=states, limit=limit)
+    console.print(f"purged {n} job{'s' if n != 1 else ''}")
 
 
 @app.command("cancel")
 @handle_errors
 def cancel(job_ids: Annotated[list[int], typer.Argument(help="Job ids.")], dsn: DsnOption = None) -> None:
-    """Cancel jobs (running ones finish their attempt and are not retried)."""
+    """Cancel jobs: queued ones never run; running ones are stopped by their worker, not retried."""
     with Client(dsn_of(dsn), max_size=1) as client:
         states = client.cancel(job_ids)
     for job_id in job_ids:
-        console.print(f"{job_id} {safe(states.get(job_id, 'not found'))}")
+        state = states.get(job_id)
+        if state is None:
+            console.print(f"{job_id} not found")
+        elif state is JobState.RUNNING:
+            console.print(f"{job_id} running: cancellation requested, its worker stops it")
+        elif state is JobState.CANCELLED:
+            console.print(f"{job_id} cancelled")
+        else:
+            console.print(f"{job_id} already {state}: nothing to cancel")

@@ -72,6 +72,8 @@ log = logging.getLogger("skiplock.worker")
 #: The scheduler wakes at the next tick of any schedule, and at least this often (schedules
 #: added or changed elsewhere are seen within it).
 MAX_SCHEDULER_SLEEP_S = 5.0
+#: Progress reports are sent in one batch this often (a task may report in a hot loop).
+PROGRESS_INTERVAL_S = 1.0
 #: Fire a tick this long after it is due by our reading of the database clock, so that the
 #: database (whose clock decides) agrees that it is due.
 SCHEDULER_MARGIN_S = 0.005
@@ -87,6 +89,7 @@ class WorkerStats:
     failed: int = 0
     released: int = 0
     lost: int = 0
+    progress_batches: int = 0  # set_progress statements sent (each carries every fresh report)
 
 
 @dataclass(slots=True)
@@ -100,6 +103,11 @@ class _Outcome:
     retryable: bool = True
 
 
+#: The outcome of a job cancelled on request: recorded as a non-retryable failure, which the
+#: database ends as `cancelled` because the job's cancel_requested flag is set.
+_CANCELLED = _Outcome("fail", error="cancelled on request", error_type="Cancelled", retryable=False)
+
+
 @dataclass(slots=True)
 class _Held:
     job: Job
@@ -110,6 +118,7 @@ class _Held:
     # Waiting jobs are taken off the ready queue and released in one batch instead.
     phase: str = "waiting"
     task: asyncio.Task[None] | None = None  # the runner running it
+    cancelled: bool = False  # someone called cancel() on it: end it as cancelled, never release it
 
     @property
     def is_cancellable(self) -> bool:
@@ -287,8 +296,11 @@ class AsyncWorker:
             loops.append(asyncio.create_task(self._maintenance_loop(), name="skiplock-maintenance"))
         if self.schedules:
             loops.append(asyncio.create_task(self._scheduler_loop(), name="skiplock-scheduler"))
+        loops.append(asyncio.create_task(self._progress_loop(), name="skiplock-progress"))
         if self.listen:
-            self._listener = AsyncListener(self.dsn, self.queues, self._on_notify, self._wake)
+            self._listener = AsyncListener(
+                self.dsn, self.queues, self._on_notify, self._wake, on_cancel_cb=self._on_cancel
+            )
             loops.append(asyncio.create_task(self._listener.run(), name="skiplock-listener"))
         try:
             await self._producer()
@@ -381,14 +393,28 @@ class AsyncWorker:
                 await self._wait_wakeup(delay)
 
     async def _wait_wakeup(self, timeout: float | None) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+        # asyncio.timeout, not wait_for: no task is created per wait (a NOTIFY wakes us sooner).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wakeup.wait()
 
     def _wake(self) -> None:
         self._wakeup.set()
 
     def _on_notify(self, queue: str) -> None:
         self._wakeup.set()
+
+    def _on_cancel(self, job_id: int) -> None:
+        """cancel() was called on a job we hold: stop it if it is async and running, else flag it."""
+        held = self._held.get(job_id)
+        if held is None or held.cancelled or held.phase == "finishing":
+            return
+        held.cancelled = True
+        held.ctx._cancel_requested = True  # what a sync task can see
+        task = self.tasks.get(held.job.task)
+        if held.is_cancellable and held.task is not None and task is not None and task.is_async:
+            log.info("job %s: cancelled on request; stopping it", job_id)
+            held.task.cancel()
 
     def _on_signal(self, sig: int) -> None:
         self._signals += 1
@@ -422,18 +448,20 @@ class AsyncWorker:
             held = await self._ready.get()  # returns at once, without yielding, when a job is ready
             self._busy += 1
             self._idle.clear()
-            if self._stopping.is_set():
+            if held.cancelled:
+                outcome = _CANCELLED
+            elif self._stopping.is_set():
                 outcome = _Outcome("release")
             else:
                 held.phase, held.task = "running", me
                 try:
                     outcome = await self._run_task(held)
                 except asyncio.CancelledError:
-                    # This job was cancelled (shutdown past the grace period): release it and
-                    # stay available; the runner itself is cancelled only while idle.
+                    # This job was cancelled (on request, or by a shutdown past the grace period);
+                    # the runner itself is cancelled only while idle, so it carries on.
                     if me is not None:
                         me.uncancel()
-                    outcome = _Outcome("release")
+                    outcome = _CANCELLED if held.cancelled else _Outcome("release")
             held.phase, held.task = "finishing", None
             self._done_running()
             try:
@@ -489,8 +517,13 @@ class AsyncWorker:
                 retry_in=None if task.retry_backoff is None else task.retry_backoff(job.attempt),
             )
         except asyncio.CancelledError:
+            # Cancelled on request, or by a shutdown past the grace period. Only the job is: its
+            # runner carries on, so take the cancellation back from the runner's task.
+            me = asyncio.current_task()
+            if me is not None:
+                me.uncancel()
             held.ctx._cancel_requested = True
-            return _Outcome("release")
+            return _CANCELLED if held.cancelled else _Outcome("release")
         except Retry as exc:
             after = exc.after
             if after is None and task.retry_backoff is not None:
@@ -611,6 +644,39 @@ class AsyncWorker:
             except Exception:  # a dead heartbeat loop would get every job reaped
                 log.exception("unexpected error in heartbeat")
 
+    async def _progress_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL_S)
+            try:
+                await self._send_progress()
+            except SkiplockError as exc:
+                log.warning("could not record progress: %s", exc)
+            except Exception:
+                log.exception("unexpected error while recording progress")
+
+    async def _send_progress(self) -> None:
+        """Send the latest progress report of every held job that reported since the last send."""
+        fresh = [
+            (h, h.ctx._progress)
+            for h in list(self._held.values())
+            if h.ctx._progress is not h.ctx._progress_sent
+        ]
+        reports = [(h, p) for h, p in fresh if p is not None]
+        if not reports:
+            return
+        await self._db(
+            statements.set_progress(
+                [h.job.id for h, _ in reports],
+                [_token(h.job) for h, _ in reports],
+                [p[0] for _, p in reports],
+                [p[1] for _, p in reports],
+            ),
+            attempts=1,
+        )
+        self.stats.progress_batches += 1
+        for h, p in reports:
+            h.ctx._progress_sent = p
+
     async def _refresh_rate_limits(self) -> None:
         rows = await self._db(statements.rate_limits(self.queues), attempts=1)
         self._rate_poll = rate_poll_s(
@@ -631,6 +697,11 @@ class AsyncWorker:
                     if h.job.id not in extended and h.job.id in self._held:
                         h.ctx._lease_lost = True
                         log.warning("job %s: lease lost (reaped or finalized elsewhere)", h.job.id)
+            if held:
+                # Polling fallback for cancellations whose NOTIFY we missed.
+                flagged = await self._db(statements.cancel_requested([h.job.id for h in held]), attempts=1)
+                for r in flagged:
+                    self._on_cancel(int(r["id"]))
             done, self._jobs_done_since_beat = self._jobs_done_since_beat, 0
             alive = await self._db(statements.worker_heartbeat(self.worker_id, done), attempts=1)
             if alive and not alive[0]["alive"]:
