@@ -1,44 +1,25 @@
-.DEFAULT_GOAL := help
-PY ?= .venv/bin/python
+# Shortcuts; each target is one documented command.
+.PHONY: test lint bench bench-smoke churn explain
 
-help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+test:           ## the test suite (needs PostgreSQL on 127.0.0.1:5432, or falls back to pgserver)
+	python -m pytest -q
 
-install: ## create .venv and install skiplock with dev extras
-	python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev]'
+lint:           ## what CI checks besides the tests
+	python tools/async_to_sync.py --check
+	ruff check .
+	ruff format --check .
+	mypy
+	lint-imports
 
-generate: ## regenerate the sync twins from the *_async.py sources
-	$(PY) tools/async_to_sync.py
+bench:          ## the full side-by-side benchmarks (about 20 minutes); rewrites docs/benchmarks.md
+	python -m benchmarks --write-docs
 
-check-generated: ## fail if a generated twin is stale
-	$(PY) tools/async_to_sync.py --check
+bench-smoke:    ## every workload at tiny sizes (CI)
+	python -m benchmarks --smoke
+	python -m benchmarks.churn --smoke
 
-lint: check-generated ## ruff, ruff format --check, mypy --strict
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
-	$(PY) -m mypy
-	.venv/bin/lint-imports
+churn:          ## the 30-minute churn run; rewrites its section of docs/benchmarks.md
+	python -m benchmarks.churn --minutes 30 --write-docs
 
-format: ## apply ruff fixes and formatting
-	$(PY) -m ruff check --fix .
-	$(PY) -m ruff format .
-
-test: ## the full test suite (needs PostgreSQL, or falls back to pgserver)
-	$(PY) -m pytest -q
-
-test-fast: ## tests without the slow ones
-	$(PY) -m pytest -q -m "not slow"
-
-bench: ## full benchmark run against the peers (minutes)
-	$(PY) -m benchmarks
-
-bench-smoke: ## every benchmark workload at tiny sizes (seconds)
-	$(PY) -m benchmarks --smoke
-
-demo: ## run the demo (embedded PostgreSQL if none is reachable)
-	.venv/bin/skiplock demo
-
-ci: ## what CI runs
-	bash .ci/run
-
-.PHONY: help install generate check-generated lint format test test-fast bench bench-smoke demo ci
+explain:        ## real plans of the statements inside claim() and complete()
+	python -m benchmarks.explain

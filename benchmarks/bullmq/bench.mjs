@@ -129,4 +129,9 @@ async function main() {
   }
 }
 
-main().then(() => process.exit(0), (err) => { console.error(err); process.exit(1); });
+// Exit only once stdout is flushed: a piped stdout is written asynchronously, and exiting at once
+// would cut a long result line short.
+main().then(
+  () => process.stdout.write('', () => process.exit(0)),
+  (err) => { console.error(err); process.exit(1); },
+);
