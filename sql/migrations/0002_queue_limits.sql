@@ -3,7 +3,10 @@
 -- A queue may carry
 --   concurrency_limit  at most this many of its jobs running at once, across every worker;
 --   rate_limit         at most this many claims per second on average (a token bucket),
---   rate_burst         with at most this many at once (the bucket size).
+--   rate_burst         with at most this many at once (the bucket size);
+--   key_concurrency_limit, key_arg
+--                      at most this many running at once per value of the job argument key_arg
+--                      (a tenant, an account, an API), for jobs that carry that argument.
 -- The bucket lives on the queue row (tokens, tokens_at) and is refilled lazily by claim() from
 -- the database clock. Claimers of a limited queue take its row lock for the length of their
 -- claim, so limits hold across any number of workers; unlimited queues never touch the row
@@ -18,19 +21,26 @@ ALTER TABLE skiplock.queue
     ADD COLUMN rate_burst        integer,
     ADD COLUMN tokens            double precision,
     ADD COLUMN tokens_at         timestamptz,
+    ADD COLUMN key_arg           text,
+    ADD COLUMN key_concurrency_limit integer,
     ADD CONSTRAINT queue_concurrency_limit_range CHECK (concurrency_limit BETWEEN 1 AND 1000000),
     ADD CONSTRAINT queue_rate_limit_range CHECK (rate_limit > 0 AND rate_limit <= 1000000),
     ADD CONSTRAINT queue_rate_burst_range CHECK (rate_burst BETWEEN 1 AND 1000000),
-    ADD CONSTRAINT queue_rate_burst_with_rate CHECK ((rate_limit IS NULL) = (rate_burst IS NULL));
+    ADD CONSTRAINT queue_rate_burst_with_rate CHECK ((rate_limit IS NULL) = (rate_burst IS NULL)),
+    ADD CONSTRAINT queue_key_concurrency_range CHECK (key_concurrency_limit BETWEEN 1 AND 1000000),
+    ADD CONSTRAINT queue_key_limit_with_arg CHECK ((key_arg IS NULL) = (key_concurrency_limit IS NULL));
 
 -- set_queue_limits: set (or, with NULL, remove) the limits of `queue` for every worker at once.
 -- burst defaults to one second's worth of jobs (at least 1). Changing the rate refills the
--- bucket. Returns the queue row. Bad values raise 22023 and change nothing.
+-- bucket. per_key limits running jobs per value of the job argument `key_arg`. Returns the
+-- queue row. Bad values raise 22023 and change nothing.
 CREATE FUNCTION skiplock.set_queue_limits(
     queue       text,
     concurrency integer          DEFAULT NULL,
     rate        double precision DEFAULT NULL,
     burst       integer          DEFAULT NULL,
+    key_arg     text             DEFAULT NULL,
+    per_key     integer          DEFAULT NULL,
     as_of       timestamptz      DEFAULT now()
 )
 RETURNS skiplock.queue
@@ -56,15 +66,27 @@ BEGIN
     IF set_queue_limits.burst IS NOT NULL AND set_queue_limits.burst NOT BETWEEN 1 AND 1000000 THEN
         PERFORM skiplock._invalid(format('burst must be between 1 and 1000000, got %s', set_queue_limits.burst));
     END IF;
+    IF (set_queue_limits.key_arg IS NULL) <> (set_queue_limits.per_key IS NULL) THEN
+        PERFORM skiplock._invalid('key_arg and per_key go together: the argument that names the key, and the limit per key');
+    END IF;
+    IF set_queue_limits.per_key IS NOT NULL AND set_queue_limits.per_key NOT BETWEEN 1 AND 1000000 THEN
+        PERFORM skiplock._invalid(format('per_key must be between 1 and 1000000, got %s', set_queue_limits.per_key));
+    END IF;
+    IF set_queue_limits.key_arg IS NOT NULL AND set_queue_limits.key_arg !~ '^[A-Za-z_][A-Za-z0-9_]{0,62}$' THEN
+        PERFORM skiplock._invalid(format('key_arg must be an argument name, got %s', skiplock._show(set_queue_limits.key_arg)));
+    END IF;
     -- Computed only after the checks: ceil() of a bad rate would fail with a less clear error.
     IF set_queue_limits.rate IS NOT NULL THEN
         b := COALESCE(set_queue_limits.burst, greatest(1, ceil(set_queue_limits.rate))::integer);
     END IF;
-    INSERT INTO skiplock.queue AS x (name, created_at, concurrency_limit, rate_limit, rate_burst, tokens, tokens_at)
+    INSERT INTO skiplock.queue AS x (name, created_at, concurrency_limit, rate_limit, rate_burst, tokens, tokens_at,
+                                     key_arg, key_concurrency_limit)
     VALUES (set_queue_limits.queue, set_queue_limits.as_of, set_queue_limits.concurrency, set_queue_limits.rate,
-            b, b, set_queue_limits.as_of)
+            b, b, set_queue_limits.as_of, set_queue_limits.key_arg, set_queue_limits.per_key)
     ON CONFLICT (name) DO UPDATE
     SET concurrency_limit = EXCLUDED.concurrency_limit,
+        key_arg = EXCLUDED.key_arg,
+        key_concurrency_limit = EXCLUDED.key_concurrency_limit,
         rate_limit = EXCLUDED.rate_limit,
         rate_burst = EXCLUDED.rate_burst,
         tokens = EXCLUDED.tokens,
@@ -120,7 +142,7 @@ BEGIN
         SELECT * INTO cfg FROM skiplock.queue AS qu WHERE qu.name = q;
         IF FOUND THEN
             CONTINUE WHEN cfg.paused_at IS NOT NULL AND (cfg.paused_until IS NULL OR cfg.paused_until > claim.as_of);
-            IF cfg.concurrency_limit IS NOT NULL OR cfg.rate_limit IS NOT NULL THEN
+            IF cfg.concurrency_limit IS NOT NULL OR cfg.rate_limit IS NOT NULL OR cfg.key_arg IS NOT NULL THEN
                 -- One claimer at a time per limited queue; re-read the limits under the lock.
                 SELECT * INTO cfg FROM skiplock.queue AS qu WHERE qu.name = q FOR UPDATE;
                 IF cfg.concurrency_limit IS NOT NULL THEN
@@ -147,6 +169,62 @@ BEGIN
         )
         UPDATE skiplock.job AS j SET state = 'available'
         FROM due WHERE j.id = due.id;
+
+        IF cfg.key_arg IS NOT NULL THEN
+            -- Per-key limit (we hold the queue's row lock, so no other claimer of this queue
+            -- runs meanwhile): look at most max(10 x the claim, 10,000) due jobs deep, in claim
+            -- order, and take
+            -- from each key only what its running jobs leave free. Jobs without the argument
+            -- are not limited by key.
+            RETURN QUERY
+            WITH busy AS (
+                SELECT j.args ->> cfg.key_arg AS k, count(*) AS n
+                FROM skiplock.job AS j
+                WHERE j.queue = q AND j.state = 'running' AND j.args ? cfg.key_arg
+                GROUP BY 1
+            ),
+            due AS (
+                SELECT j.id, j.priority, j.run_at, j.args ->> cfg.key_arg AS k
+                FROM skiplock.job AS j
+                WHERE j.queue = q AND j.state = 'available' AND j.run_at <= claim.as_of
+                ORDER BY j.priority DESC, j.run_at, j.id
+                LIMIT greatest(want * 10, 10000)
+            ),
+            ranked AS (
+                SELECT d.id, d.priority, d.run_at, d.k,
+                       row_number() OVER (PARTITION BY d.k ORDER BY d.priority DESC, d.run_at, d.id) AS rn
+                FROM due AS d
+            ),
+            picked AS (
+                SELECT r.id FROM ranked AS r LEFT JOIN busy AS b ON b.k = r.k
+                WHERE r.k IS NULL OR r.rn <= cfg.key_concurrency_limit - COALESCE(b.n, 0)
+                ORDER BY r.priority DESC, r.run_at, r.id
+                LIMIT want
+            ),
+            candidate AS MATERIALIZED (
+                SELECT j.id FROM skiplock.job AS j
+                WHERE j.id IN (SELECT p.id FROM picked AS p) AND j.state = 'available'
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE skiplock.job AS j
+            SET state = 'running',
+                attempt = j.attempt + 1,
+                attempted_at = claim.as_of,
+                worker_id = claim.worker_id,
+                lease_token = gen_random_uuid(),
+                lease_expires_at = claim.as_of + claim.lease
+            FROM candidate
+            WHERE j.id = candidate.id
+            RETURNING j.*;
+            GET DIAGNOSTICS got = ROW_COUNT;
+            remaining := remaining - got;
+            IF bucket IS NOT NULL THEN
+                UPDATE skiplock.queue AS qu
+                SET tokens = bucket - got, tokens_at = greatest(qu.tokens_at, claim.as_of)
+                WHERE qu.name = q;
+            END IF;
+            CONTINUE;
+        END IF;
 
         RETURN QUERY
         WITH candidate AS MATERIALIZED (
@@ -206,6 +284,6 @@ CREATE OR REPLACE VIEW skiplock.queue_stats AS
     )
     SELECT t.queue, t.state, t.jobs, t.oldest_age, t.per_second,
            COALESCE(q.paused_at IS NOT NULL AND (q.paused_until IS NULL OR q.paused_until > now()), false) AS paused,
-           q.concurrency_limit, q.rate_limit
+           q.concurrency_limit, q.rate_limit, q.key_arg, q.key_concurrency_limit
     FROM together AS t
     LEFT JOIN skiplock.queue AS q ON q.name = t.queue;

@@ -12,7 +12,9 @@ FROM skiplock.set_queue_limits(
     queue => %(queue)s::text,
     concurrency => %(concurrency)s::integer,
     rate => %(rate)s::double precision,
-    burst => %(burst)s::integer
+    burst => %(burst)s::integer,
+    key_arg => %(key_arg)s::text,
+    per_key => %(per_key)s::integer
 );
 
 -- name: rate_limits :many

@@ -247,6 +247,8 @@ class AsyncClient:
         concurrency: int | None = None,
         rate: float | None = None,
         burst: int | None = None,
+        key_arg: str | None = None,
+        per_key: int | None = None,
     ) -> QueueLimits:
         """Limit ``queue`` for every worker at once; None removes a limit.
 
@@ -254,17 +256,23 @@ class AsyncClient:
             concurrency: at most this many of its jobs running at once, fleet-wide.
             rate: at most this many jobs started per second on average (a token bucket).
             burst: the bucket size, how many may start at once (default: one second's worth).
+            key_arg, per_key: at most ``per_key`` jobs running at once per value of the job
+                argument ``key_arg`` (a tenant, an account); jobs without it are not limited by key.
 
         Raises:
             InvalidInput: a bad name or value; nothing changed.
         """
-        row = await self._one(statements.set_queue_limits(queue, concurrency, rate, burst), None)
+        row = await self._one(
+            statements.set_queue_limits(queue, concurrency, rate, burst, key_arg, per_key), None
+        )
         assert row is not None  # the function always returns the queue row
         return QueueLimits(
             queue=row["name"],
             concurrency=row["concurrency_limit"],
             rate=row["rate_limit"],
             burst=row["rate_burst"],
+            key_arg=row["key_arg"],
+            per_key=row["key_concurrency_limit"],
         )
 
     async def schedule(

@@ -90,6 +90,8 @@ class QueueStat:
     paused: bool
     concurrency_limit: int | None = None
     rate_limit: float | None = None
+    key_arg: str | None = None
+    key_concurrency_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,3 +121,5 @@ class QueueLimits:
     concurrency: int | None
     rate: float | None
     burst: int | None
+    key_arg: str | None = None  # the job argument whose value is the key (a tenant, an account)
+    per_key: int | None = None  # at most this many running per key

@@ -104,6 +104,10 @@ def test_queues_limit_sets_shows_and_removes_limits(dsn, conn):
     assert code == 0
     assert "max 2," in out
     assert "0.5/s" in out
+    assert cli("queues", "limit", "exports", "--key-arg", "tenant", "--per-key", "3", "--dsn", dsn) == (
+        0,
+        "exports: max 3 per tenant\n",
+    )
     assert cli("queues", "limit", "exports", "--dsn", dsn) == (0, "exports: no limits\n")
     code, out = cli("queues", "limit", "exports", "--concurrency", "0", "--dsn", dsn)
     assert code == 1

@@ -12,7 +12,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "queues.md"
 
 def test_queue_doc_examples_run(dsn, conn):
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     namespace = {"skiplock": skiplock, "dsn": dsn}
     try:
         for block in blocks:

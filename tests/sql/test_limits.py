@@ -144,3 +144,48 @@ def test_concurrent_claimers_never_exceed_the_concurrency_limit(dsn, conn):
         400,
     )
     assert 1 <= peak <= 5
+
+
+def test_per_key_limit_caps_running_jobs_per_argument_value(conn):
+    """Pass: with at most 2 running per tenant, a flood from one tenant does not starve the others,
+    and jobs without the argument are not limited by key."""
+    args = [{"tenant": "big"}] * 6 + [{"tenant": "small"}] * 3 + [{}] * 2
+    conn.execute(
+        "SELECT count(*) FROM skiplock.enqueue_many('{q}', '{t}', %s::jsonb[])",
+        [[psycopg.types.json.Jsonb(a) for a in args]],
+    )
+    row = conn.execute(
+        "SELECT key_arg, key_concurrency_limit FROM skiplock.set_queue_limits('q', key_arg => 'tenant', per_key => 2)"
+    )
+    assert row.fetchone() == ("tenant", 2)
+    assert claim(conn, 100) == 2 + 2 + 2  # big: 2, small: 2, no tenant: both
+    assert claim(conn, 100) == 0
+    running = dict(
+        conn.execute(
+            "SELECT coalesce(args ->> 'tenant', '-'), count(*) FROM skiplock.job WHERE state = 'running' GROUP BY 1"
+        ).fetchall()
+    )
+    assert running == {"big": 2, "small": 2, "-": 2}
+    job_id, token = conn.execute(
+        "SELECT id, lease_token FROM skiplock.job WHERE state = 'running' AND args ->> 'tenant' = 'small' LIMIT 1"
+    ).fetchone()
+    conn.execute("SELECT skiplock.complete(ARRAY[%s::bigint], ARRAY[%s::uuid])", [job_id, token])
+    got = conn.execute(
+        "SELECT args ->> 'tenant' FROM skiplock.claim('{q}', gen_random_uuid(), 100)"
+    ).fetchall()
+    assert got == [("small",)]  # the freed slot goes to its own tenant only
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("key_arg => 'tenant'", "key_arg and per_key go together"),
+        ("per_key => 2", "key_arg and per_key go together"),
+        ("key_arg => 'tenant', per_key => 0", "per_key must be between 1 and 1000000"),
+        ("key_arg => 'a b', per_key => 1", "key_arg must be an argument name"),
+    ],
+)
+def test_bad_per_key_limits_are_rejected(conn, args, message):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+        conn.execute(f"SELECT skiplock.set_queue_limits('q', {args})")
+    assert conn.execute("SELECT count(*) FROM skiplock.queue").fetchone() == (0,)

@@ -69,4 +69,6 @@ def queue_stat_from_row(row: Mapping[str, Any]) -> QueueStat:
         paused=bool(row["paused"]),
         concurrency_limit=row.get("concurrency_limit"),
         rate_limit=row.get("rate_limit"),
+        key_arg=row.get("key_arg"),
+        key_concurrency_limit=row.get("key_concurrency_limit"),
     )

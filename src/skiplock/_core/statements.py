@@ -196,9 +196,22 @@ def resume_queue(queue: str) -> BoundStatement:
 
 
 def set_queue_limits(
-    queue: str, concurrency: int | None, rate: float | None, burst: int | None
+    queue: str,
+    concurrency: int | None,
+    rate: float | None,
+    burst: int | None,
+    key_arg: str | None = None,
+    per_key: int | None = None,
 ) -> BoundStatement:
-    return _bind("set_queue_limits", queue=queue, concurrency=concurrency, rate=rate, burst=burst)
+    return _bind(
+        "set_queue_limits",
+        queue=queue,
+        concurrency=concurrency,
+        rate=rate,
+        burst=burst,
+        key_arg=key_arg,
+        per_key=per_key,
+    )
 
 
 def rate_limits(queues: Sequence[str]) -> BoundStatement:

@@ -34,7 +34,7 @@ def list_queues(dsn: DsnOption = None) -> None:
     for s in stats:
         by_queue[s.queue][s.state] = s.jobs
         paused[s.queue] = s.paused
-        limits[s.queue] = _limits(s.concurrency_limit, s.rate_limit)
+        limits[s.queue] = _limits(s.concurrency_limit, s.rate_limit, s.key_arg, s.key_concurrency_limit)
         if s.state is JobState.AVAILABLE and s.oldest_age is not None:
             oldest[s.queue] = _age(s.oldest_age.total_seconds())
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
@@ -50,10 +50,12 @@ def list_queues(dsn: DsnOption = None) -> None:
     console.print(table)
 
 
-def _limits(concurrency: int | None, rate: float | None) -> str:
-    parts = ([f"max {concurrency}"] if concurrency is not None else []) + (
-        [f"{rate:g}/s"] if rate is not None else []
-    )
+def _limits(
+    concurrency: int | None, rate: float | None, key_arg: str | None = None, per_key: int | None = None
+) -> str:
+    parts = [f"max {concurrency}"] if concurrency is not None else []
+    parts += [f"{rate:g}/s"] if rate is not None else []
+    parts += [f"max {per_key} per {key_arg}"] if key_arg is not None else []
     return ", ".join(parts)
 
 
@@ -99,12 +101,19 @@ def limit(
     burst: Annotated[
         int | None, typer.Option(help="How many may start at once (default: one second's worth).")
     ] = None,
+    key_arg: Annotated[
+        str | None, typer.Option(help="The job argument whose value is the key for --per-key (a tenant id).")
+    ] = None,
+    per_key: Annotated[
+        int | None, typer.Option(help="At most this many running at once per value of --key-arg.")
+    ] = None,
     dsn: DsnOption = None,
 ) -> None:
     """Set a queue's fleet-wide limits; with no option, remove them."""
     with Client(dsn_of(dsn), max_size=1) as client:
-        got = client.set_queue_limits(name, concurrency=concurrency, rate=rate, burst=burst)
-    described = _limits(got.concurrency, got.rate) + (
-        f" (burst {got.burst})" if got.burst is not None else ""
-    )
+        got = client.set_queue_limits(
+            name, concurrency=concurrency, rate=rate, burst=burst, key_arg=key_arg, per_key=per_key
+        )
+    described = _limits(got.concurrency, got.rate, got.key_arg, got.per_key)
+    described += f" (burst {got.burst})" if got.burst is not None else ""
     console.print(f"{safe(name)}: {described or 'no limits'}")
