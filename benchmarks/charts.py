@@ -15,7 +15,7 @@ from benchmarks.common import ROOT
 
 OUT = ROOT / "docs" / "img"
 COLORS = {"raw INSERT": "#9e9e9e", "raw COPY": "#cfcfcf", "skiplock": "#1b7f5b", "PGQueuer": "#3f6fb5",
-          "Procrastinate": "#c0762b"}  # fmt: skip
+          "Procrastinate": "#c0762b", "BullMQ (Redis)": "#b5443f", "BullMQ (PostgreSQL)": "#e8a09c"}  # fmt: skip
 
 
 def _pyplot() -> Any:
@@ -39,7 +39,7 @@ def throughput(results: list[dict[str, Any]], path: Path) -> Path:
     rows = [r for r in results if r["unit"] == "jobs/s" and r["median"] and "history" not in r["workload"]]
     workloads = list(dict.fromkeys(r["workload"] for r in rows))
     systems = [s for s in COLORS if s != "raw COPY" and any(r["system"] == s for r in rows)]
-    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.9 * len(workloads)))
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.9 * len(workloads)))
     height = 0.8 / len(systems)
     for w_index, workload in enumerate(workloads):
         mine = [r for r in rows if r["workload"] == workload]
@@ -57,8 +57,13 @@ def throughput(results: list[dict[str, Any]], path: Path) -> Path:
     )
     ax.invert_yaxis()
     ax.set_xlabel("throughput ÷ best raw-SQL ceiling (higher is better)")
-    ax.set_xlim(0, 1.35)
-    ax.legend(fontsize=8, loc="upper right")
+    widest = max(
+        r["median"]
+        / max(x["median"] for x in rows if x["workload"] == r["workload"] and x["system"].startswith("raw"))
+        for r in rows
+    )
+    ax.set_xlim(0, max(1.0, widest) * 1.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -71,7 +76,7 @@ def latency(results: list[dict[str, Any]], path: Path) -> Path | None:
     if not rows:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    fig, ax = plt.subplots(figsize=(9, 3.6))
     labels = ("p50", "p95", "p99")
     width = 0.8 / len(rows)
     for i, r in enumerate(rows):
@@ -79,9 +84,10 @@ def latency(results: list[dict[str, Any]], path: Path) -> Path | None:
         xs = [k + i * width for k in range(3)]
         ax.bar(xs, values, width=width, color=COLORS.get(r["system"], "#888"), label=r["system"])
         for x, v in zip(xs, values, strict=True):
-            ax.text(x, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+            ax.text(x, v, f"{v:.1f}" if v < 100 else f"{v:,.0f}", ha="center", va="bottom", fontsize=6)
     ax.set_xticks([k + 0.4 - width / 2 for k in range(3)], labels)
-    ax.set_ylabel("ms, enqueue commit → task start")
+    ax.set_yscale("log")  # the slowest peers are thousands of times slower
+    ax.set_ylabel("ms, enqueue commit → task start (log)")
     ax.set_title(_short(rows[0]["workload"]).replace("pickup latency at a steady", "steady"), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
