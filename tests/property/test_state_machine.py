@@ -165,7 +165,10 @@ def make_machine(conn: psycopg.Connection[Any]) -> type[RuleBasedStateMachine]:
             )
             assert rows == [(i,)]
             self._retire_token(i)
-            job.state, job.attempt = "available", job.attempt - 1
+            if job.cancel_requested:
+                job.state = "cancelled"  # a release never brings back a job whose cancellation was asked
+            else:
+                job.state, job.attempt = "available", job.attempt - 1
 
         @rule(seconds=st.sampled_from([1, 6, 31, 120]))
         def advance_clock_and_reap(self, seconds: int) -> None:
