@@ -120,6 +120,7 @@ DECLARE
     cfg       skiplock.queue;
     running   integer;
     bucket    double precision;  -- tokens in the bucket after refilling
+    picked    bigint[];          -- per-key limit: the jobs it allows, or NULL
 BEGIN
     IF claim.max_jobs IS NULL OR claim.max_jobs < 1 OR claim.max_jobs > skiplock._setting('max_batch_size', 10000) THEN
         PERFORM skiplock._invalid(format('max_jobs must be between 1 and %s, got %s',
@@ -170,13 +171,12 @@ BEGIN
         UPDATE skiplock.job AS j SET state = 'available'
         FROM due WHERE j.id = due.id;
 
+        picked := NULL;
         IF cfg.key_arg IS NOT NULL THEN
             -- Per-key limit (we hold the queue's row lock, so no other claimer of this queue
             -- runs meanwhile): look at most max(10 x the claim, 10,000) due jobs deep, in claim
-            -- order, and take
-            -- from each key only what its running jobs leave free. Jobs without the argument
-            -- are not limited by key.
-            RETURN QUERY
+            -- order, and pick from each key only what its running jobs leave free. Jobs
+            -- without the argument are not limited by key.
             WITH busy AS (
                 SELECT j.args ->> cfg.key_arg AS k, count(*) AS n
                 FROM skiplock.job AS j
@@ -191,46 +191,21 @@ BEGIN
                 LIMIT greatest(want * 10, 10000)
             ),
             ranked AS (
-                SELECT d.id, d.priority, d.run_at, d.k,
+                SELECT d.id, d.k,
                        row_number() OVER (PARTITION BY d.k ORDER BY d.priority DESC, d.run_at, d.id) AS rn
                 FROM due AS d
-            ),
-            picked AS (
-                SELECT r.id FROM ranked AS r LEFT JOIN busy AS b ON b.k = r.k
-                WHERE r.k IS NULL OR r.rn <= cfg.key_concurrency_limit - COALESCE(b.n, 0)
-                ORDER BY r.priority DESC, r.run_at, r.id
-                LIMIT want
-            ),
-            candidate AS MATERIALIZED (
-                SELECT j.id FROM skiplock.job AS j
-                WHERE j.id IN (SELECT p.id FROM picked AS p) AND j.state = 'available'
-                FOR UPDATE SKIP LOCKED
             )
-            UPDATE skiplock.job AS j
-            SET state = 'running',
-                attempt = j.attempt + 1,
-                attempted_at = claim.as_of,
-                worker_id = claim.worker_id,
-                lease_token = gen_random_uuid(),
-                lease_expires_at = claim.as_of + claim.lease
-            FROM candidate
-            WHERE j.id = candidate.id
-            RETURNING j.*;
-            GET DIAGNOSTICS got = ROW_COUNT;
-            remaining := remaining - got;
-            IF bucket IS NOT NULL THEN
-                UPDATE skiplock.queue AS qu
-                SET tokens = bucket - got, tokens_at = greatest(qu.tokens_at, claim.as_of)
-                WHERE qu.name = q;
-            END IF;
-            CONTINUE;
+            SELECT COALESCE(array_agg(r.id), '{}') INTO picked
+            FROM ranked AS r LEFT JOIN busy AS b ON b.k = r.k
+            WHERE r.k IS NULL OR r.rn <= cfg.key_concurrency_limit - COALESCE(b.n, 0);
         END IF;
 
         RETURN QUERY
         WITH candidate AS MATERIALIZED (
             SELECT j.id FROM skiplock.job AS j
             WHERE j.queue = q AND j.state = 'available' AND j.run_at <= claim.as_of
-            ORDER BY j.priority DESC, j.run_at, j.id   -- higher priority first
+              AND (picked IS NULL OR j.id = ANY (picked))   -- per-key limit: only what it picked
+            ORDER BY j.priority DESC, j.run_at, j.id        -- higher priority first
             LIMIT want
             FOR UPDATE SKIP LOCKED
         )
