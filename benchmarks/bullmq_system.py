@@ -10,14 +10,13 @@ The Node process reports its own elapsed time, CPU and RSS, so Node's start-up i
 
 from __future__ import annotations
 
-import json
 import shutil
 import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import as_url
+from benchmarks.common import as_url, run_json
 
 HERE = Path(__file__).resolve().parent / "bullmq"
 REDIS_URL = "redis://127.0.0.1:6379/5"
@@ -63,16 +62,8 @@ class BullMQ:
         return REDIS_URL if self.backend == "redis" else as_url(dsn)
 
     def _node(self, dsn: str, *args: Any, timeout: float = 1800) -> dict[str, Any]:
-        done = subprocess.run(
-            ["node", "bench.mjs", self.backend, self._conn(dsn), *map(str, args)],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"bullmq {args[0]} failed: {done.stderr.strip()[-800:]}")
-        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        argv = ["node", "bench.mjs", self.backend, self._conn(dsn), *map(str, args)]
+        return run_json(argv, cwd=HERE, timeout=timeout)
 
     def setup(self, dsn: str) -> None:
         self._node(dsn, "setup")

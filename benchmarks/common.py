@@ -59,17 +59,11 @@ def timed(fn: Callable[[], Any]) -> float:
     return float(reported) if isinstance(reported, float) else elapsed
 
 
-def run_child(module: str, *args: str, timeout: float = 900) -> dict[str, Any]:
-    """Run ``python -m benchmarks.<module> ...`` and return the JSON it prints last."""
-    done = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{module}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
+def run_json(argv: list[str], *, cwd: Path = ROOT, timeout: float = 900) -> dict[str, Any]:
+    """Run a command and return the JSON object it prints on its last line of output."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     if done.returncode != 0:
-        raise RuntimeError(f"{module} failed ({done.returncode}): {done.stderr.strip()[-800:]}")
+        raise RuntimeError(f"{' '.join(argv[:4])} failed ({done.returncode}): {done.stderr.strip()[-800:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 

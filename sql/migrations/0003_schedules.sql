@@ -155,23 +155,24 @@ $$;
 -- pause_schedule / resume_schedule: stop and restart firing. Ticks missed while paused are made
 -- up on resume only within catch_up. delete_schedule removes it. Each returns whether the
 -- schedule exists.
-CREATE FUNCTION skiplock.pause_schedule(name text)
+CREATE FUNCTION skiplock._set_schedule_paused(name text, paused boolean)
 RETURNS boolean
 LANGUAGE sql
 AS $$
-    WITH u AS (UPDATE skiplock.schedule AS x SET paused = true, updated_at = now()
-               WHERE x.name = pause_schedule.name RETURNING 1)
+    WITH u AS (UPDATE skiplock.schedule AS x SET paused = _set_schedule_paused.paused, updated_at = now()
+               WHERE x.name = _set_schedule_paused.name RETURNING 1)
     SELECT EXISTS (SELECT 1 FROM u);
 $$;
+
+CREATE FUNCTION skiplock.pause_schedule(name text)
+RETURNS boolean
+LANGUAGE sql
+AS $$ SELECT skiplock._set_schedule_paused(pause_schedule.name, true); $$;
 
 CREATE FUNCTION skiplock.resume_schedule(name text)
 RETURNS boolean
 LANGUAGE sql
-AS $$
-    WITH u AS (UPDATE skiplock.schedule AS x SET paused = false, updated_at = now()
-               WHERE x.name = resume_schedule.name RETURNING 1)
-    SELECT EXISTS (SELECT 1 FROM u);
-$$;
+AS $$ SELECT skiplock._set_schedule_paused(resume_schedule.name, false); $$;
 
 CREATE FUNCTION skiplock.delete_schedule(name text)
 RETURNS boolean
