@@ -274,7 +274,10 @@ class AsyncWorker:
                 self.worker_id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
             )
         )
-        await self._refresh_rate_limits()
+        try:
+            await self._refresh_rate_limits()
+        except SkiplockError as exc:  # the heartbeat reads them again
+            log.warning("could not read rate limits: %s", exc)
         log.info(
             "worker %s started: queues=%s concurrency=%s tasks=%s",
             self.worker_id,
@@ -686,7 +689,6 @@ class AsyncWorker:
     async def _beat(self) -> None:
         held = list(self._held.values())
         try:
-            await self._refresh_rate_limits()
             if held:
                 rows = await self._db(
                     statements.heartbeat([h.job.id for h in held], [_token(h.job) for h in held], self.lease),
@@ -697,11 +699,6 @@ class AsyncWorker:
                     if h.job.id not in extended and h.job.id in self._held:
                         h.ctx._lease_lost = True
                         log.warning("job %s: lease lost (reaped or finalized elsewhere)", h.job.id)
-            if held:
-                # Polling fallback for cancellations whose NOTIFY we missed.
-                flagged = await self._db(statements.cancel_requested([h.job.id for h in held]), attempts=1)
-                for r in flagged:
-                    self._on_cancel(int(r["id"]))
             done, self._jobs_done_since_beat = self._jobs_done_since_beat, 0
             alive = await self._db(statements.worker_heartbeat(self.worker_id, done), attempts=1)
             if alive and not alive[0]["alive"]:
@@ -713,6 +710,20 @@ class AsyncWorker:
                 )
         except SkiplockError as exc:
             log.warning("heartbeat failed: %s", exc)
+        # Riders on the heartbeat's schedule, after it and each on its own: a failure here must
+        # never cost a lease extension.
+        try:
+            if held:
+                # Polling fallback for cancellations whose NOTIFY we missed.
+                flagged = await self._db(statements.cancel_requested([h.job.id for h in held]), attempts=1)
+                for r in flagged:
+                    self._on_cancel(int(r["id"]))
+        except SkiplockError as exc:
+            log.warning("could not check for cancellations: %s", exc)
+        try:
+            await self._refresh_rate_limits()
+        except SkiplockError as exc:
+            log.warning("could not read rate limits: %s", exc)
 
     async def _reaper_loop(self) -> None:
         while True:
