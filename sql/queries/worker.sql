@@ -23,3 +23,8 @@ FROM skiplock.ensure_partitions(days_ahead => %(days_ahead)s::integer) AS name;
 -- name: drop_partitions :many
 SELECT name
 FROM skiplock.drop_partitions(retention => %(retention)s::interval) AS name;
+
+-- name: list_workers :many
+SELECT *
+FROM skiplock.workers
+ORDER BY host, pid, started_at;

@@ -26,7 +26,7 @@ from skiplock.errors import (
 )
 from skiplock.migrate import Migrator
 from skiplock.migrate_async import AsyncMigrator, MigrationStatus
-from skiplock.models import Job, JobSpec, JobState, QueueLimits, QueueStat, Schedule
+from skiplock.models import Job, JobSpec, JobState, QueueLimits, QueueStat, Schedule, WorkerInfo
 from skiplock.task import Task, task
 from skiplock.worker import AsyncWorker, Worker
 
@@ -63,6 +63,7 @@ __all__ = [
     "SkiplockError",
     "Task",
     "Worker",
+    "WorkerInfo",
     "backoff",
     "configure",
     "cron",

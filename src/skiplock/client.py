@@ -20,7 +20,7 @@ from skiplock._driver.connection import resolve_sync
 from skiplock._driver.errors import translate
 from skiplock._driver.executor import Executor
 from skiplock.errors import ConfigError, JobFailed, JobNotFound
-from skiplock.models import Job, JobSpec, JobState, Json, QueueLimits, QueueStat, Schedule
+from skiplock.models import Job, JobSpec, JobState, Json, QueueLimits, QueueStat, Schedule, WorkerInfo
 from skiplock.settings import DEFAULT_QUEUE, ENQUEUE_CHUNK, resolve_dsn
 
 __all__ = ["Client"]
@@ -323,6 +323,11 @@ class Client:
         """Remove ``name``; return whether it existed."""
         row = self._one(statements.delete_schedule(name), None)
         return bool(row and row["found"])
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every registered worker (``skiplock.workers``): host, pid, queues, heartbeat age, jobs held."""
+        rows = self._all(statements.list_workers(), None)
+        return [WorkerInfo(**{k: r[k] for k in WorkerInfo.__dataclass_fields__}) for r in rows]
 
     def queue_stats(self) -> list[QueueStat]:
         """Return ``skiplock.queue_stats``: counts per queue and state."""

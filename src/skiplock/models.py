@@ -8,7 +8,17 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-__all__ = ["FINAL_STATES", "Job", "JobSpec", "JobState", "Json", "QueueLimits", "QueueStat", "Schedule"]
+__all__ = [
+    "FINAL_STATES",
+    "Job",
+    "JobSpec",
+    "JobState",
+    "Json",
+    "QueueLimits",
+    "QueueStat",
+    "Schedule",
+    "WorkerInfo",
+]
 
 #: A JSON value as psycopg decodes ``jsonb``.
 Json = Any
@@ -111,6 +121,23 @@ class Schedule:
     last_tick: datetime  # every tick up to here has been enqueued (or skipped as too old)
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerInfo:
+    """One row of ``skiplock.workers``: a registered worker and what it holds."""
+
+    id: UUID
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: datetime
+    heartbeat_at: datetime
+    heartbeat_age: timedelta
+    running: int  # jobs it holds now (running, prefetched included)
+    jobs_done: int
+    stale: bool  # silent for over a minute: crashed or hanging
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -136,6 +136,23 @@ def test_jobs_redrive_by_filter_and_purge(dsn, conn):
     ]
 
 
+def test_workers_list_shows_registered_workers_and_what_they_hold(dsn, conn):
+    assert cli("workers", "list", "--dsn", dsn)[1].strip().endswith("no workers registered")
+    worker = "00000000-0000-4000-8000-0000000000aa"
+    conn.execute("SELECT skiplock.register_worker(%s, 'host-a', 4242, '{emails}', 8)", [worker])
+    conn.execute("SELECT skiplock.enqueue('emails', 't')")
+    conn.execute("SELECT count(*) FROM skiplock.claim('{emails}', %s, 1)", [worker])
+    code, out = cli("workers", "list", "--dsn", dsn)
+    assert code == 0
+    assert "host-a" in out
+    assert "4242" in out
+    assert "emails" in out
+    row = conn.execute("SELECT running, stale FROM skiplock.workers WHERE pid = 4242").fetchone()
+    assert row == (1, False)
+    conn.execute("UPDATE skiplock.worker SET heartbeat_at = now() - interval '5 minutes'")
+    assert "stale" in cli("workers", "list", "--dsn", dsn)[1]
+
+
 def test_schedules_list_pause_resume_delete(dsn, client):
     client.schedule("nightly", "0 3 * * *", "report", queue="reports", tz="Europe/Paris")
     code, out = cli("schedules", "list", "--dsn", dsn)

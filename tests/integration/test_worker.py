@@ -374,3 +374,26 @@ async def test_a_sync_task_past_its_timeout_is_failed_and_reported_as_a_stuck_th
     finally:
         release.set()
     await await_until(lambda: asyncio.sleep(0, not worker.has_stuck_threads), what="thread ends")
+
+
+async def test_a_running_worker_lists_itself_with_the_jobs_it_holds(dsn, client):
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    @skiplock.task(queue="held")
+    async def hold() -> None:
+        started.set()
+        await release.wait()
+
+    hold.using(client=client).enqueue()
+    worker = skiplock.AsyncWorker([hold], dsn=dsn, maintenance=False, schedules=False)
+    running = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(started.wait(), 15)
+        (me,) = client.workers()
+        assert (me.id, me.queues, me.running, me.stale) == (worker.worker_id, ["held"], 1, False)
+    finally:
+        release.set()
+        await worker.stop()
+        await running
+    assert client.workers() == []  # deregistered on the way out

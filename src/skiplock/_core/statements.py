@@ -264,6 +264,10 @@ def delete_schedule(name: str) -> BoundStatement:
     return _bind("delete_schedule", name=name)
 
 
+def list_workers() -> BoundStatement:
+    return _bind("list_workers")
+
+
 def queue_stats() -> BoundStatement:
     return _bind("queue_stats")
 
