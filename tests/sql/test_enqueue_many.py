@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import threading
+
 import psycopg
 import pytest
 
@@ -98,3 +101,61 @@ def test_one_notify_per_distinct_due_queue(dsn, conn):
         conn.execute("SELECT skiplock.enqueue('c', 't')")
         got = [n.payload for n in listener.notifies(timeout=1.0)]
     assert sorted(got) == ["a", "b", "c"]
+
+
+def test_ids_map_back_to_positions_in_a_mixed_batch(conn):
+    keys = [None, "b", None, "a", "b", None]
+    args = [psycopg.types.json.Jsonb({"pos": i}) for i in range(len(keys))]
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT * FROM skiplock.enqueue_many('{q}', '{t}', %s, dedupe_keys => %s)", [args, keys]
+        )
+    ]
+    assert ids[1] == ids[4]  # the repeated key: one job
+    assert ids[0] < ids[2] < ids[5]  # keyless jobs keep input order
+    rows = dict(conn.execute("SELECT id, (args ->> 'pos')::int FROM skiplock.job").fetchall())
+    assert [rows[i] for i in ids] == [0, 1, 2, 3, 1, 5]  # each position got its own job back
+
+
+def test_racing_producers_with_the_same_keys_in_any_order_never_deadlock(dsn, conn):
+    """Pass: 10 transactions enqueue the same 50 keys, each in its own shuffled order, at once:
+    no error in any caller's transaction, one job per key, and every caller gets the same ids."""
+    keys = [f"order-{i}" for i in range(50)]
+    for round_ in range(3):
+        conn.execute("TRUNCATE skiplock.job")
+        results, errors = _race(dsn, keys, seeds=range(round_ * 10, round_ * 10 + 10))
+        assert errors == []
+        assert conn.execute("SELECT count(*), count(DISTINCT dedupe_key) FROM skiplock.job").fetchone() == (
+            50,
+            50,
+        )
+        assert all(r == results[0] for r in results)
+
+
+def _race(dsn: str, keys: list[str], seeds: range) -> tuple[list[dict[str, int]], list[BaseException]]:
+    barrier = threading.Barrier(len(seeds))
+    results: list[dict[str, int]] = []
+    errors: list[BaseException] = []
+
+    def producer(seed: int) -> None:
+        mine = keys[:]
+        random.Random(seed).shuffle(mine)
+        try:
+            with psycopg.connect(dsn) as c:
+                barrier.wait()
+                with c.transaction():
+                    got = c.execute(
+                        "SELECT * FROM skiplock.enqueue_many('{q}', '{t}', dedupe_keys => %s)", [mine]
+                    ).fetchall()
+                    c.execute("SELECT pg_sleep(0.02)")  # hold the keys a moment, as a real transaction would
+                results.append(dict(zip(mine, (r[0] for r in got), strict=True)))
+        except BaseException as exc:  # surfaced by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=producer, args=(seed,)) for seed in seeds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results, errors
