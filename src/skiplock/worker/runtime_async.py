@@ -457,14 +457,9 @@ class AsyncWorker:
                 outcome = _Outcome("release")
             else:
                 held.phase, held.task = "running", me
-                try:
-                    outcome = await self._run_task(held)
-                except asyncio.CancelledError:
-                    # This job was cancelled (on request, or by a shutdown past the grace period);
-                    # the runner itself is cancelled only while idle, so it carries on.
-                    if me is not None:
-                        me.uncancel()
-                    outcome = _CANCELLED if held.cancelled else _Outcome("release")
+                # _run_task absorbs the job's own cancellation (on request or at shutdown) and
+                # takes it back from this runner's task, so the runner carries on.
+                outcome = await self._run_task(held)
             held.phase, held.task = "finishing", None
             self._done_running()
             try:
