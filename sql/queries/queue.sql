@@ -14,13 +14,19 @@ FROM skiplock.set_queue_limits(
     rate => %(rate)s::double precision,
     burst => %(burst)s::integer,
     key_arg => %(key_arg)s::text,
-    per_key => %(per_key)s::integer
+    per_key => %(per_key)s::integer,
+    key_rate => %(key_rate)s::double precision,
+    key_burst => %(key_burst)s::integer
 );
 
 -- name: rate_limits :many
 SELECT name, rate_limit, rate_burst
 FROM skiplock.queue
-WHERE name = ANY(%(queues)s::text[]) AND rate_limit IS NOT NULL;
+WHERE name = ANY(%(queues)s::text[]) AND rate_limit IS NOT NULL
+UNION ALL
+SELECT name, key_rate_limit, key_rate_burst
+FROM skiplock.queue
+WHERE name = ANY(%(queues)s::text[]) AND key_rate_limit IS NOT NULL;
 
 -- name: queue_stats :many
 SELECT *

@@ -248,6 +248,8 @@ class Client:
         burst: int | None = None,
         key_arg: str | None = None,
         per_key: int | None = None,
+        key_rate: float | None = None,
+        key_burst: int | None = None,
     ) -> QueueLimits:
         """Limit ``queue`` for every worker at once; None removes a limit.
 
@@ -257,11 +259,18 @@ class Client:
             burst: the bucket size, how many may start at once (default: one second's worth).
             key_arg, per_key: at most ``per_key`` jobs running at once per value of the job
                 argument ``key_arg`` (a tenant, an account); jobs without it are not limited by key.
+            key_rate, key_burst: a token bucket per value of ``key_arg``: at most ``key_rate`` jobs
+                started per second for each key, ``key_burst`` at once (default: one second's worth).
 
         Raises:
             InvalidInput: a bad name or value; nothing changed.
         """
-        row = self._one(statements.set_queue_limits(queue, concurrency, rate, burst, key_arg, per_key), None)
+        row = self._one(
+            statements.set_queue_limits(
+                queue, concurrency, rate, burst, key_arg, per_key, key_rate, key_burst
+            ),
+            None,
+        )
         assert row is not None  # the function always returns the queue row
         return QueueLimits(
             queue=row["name"],
@@ -270,6 +279,8 @@ class Client:
             burst=row["rate_burst"],
             key_arg=row["key_arg"],
             per_key=row["key_concurrency_limit"],
+            key_rate=row["key_rate_limit"],
+            key_burst=row["key_rate_burst"],
         )
 
     def schedule(

@@ -249,6 +249,8 @@ class AsyncClient:
         burst: int | None = None,
         key_arg: str | None = None,
         per_key: int | None = None,
+        key_rate: float | None = None,
+        key_burst: int | None = None,
     ) -> QueueLimits:
         """Limit ``queue`` for every worker at once; None removes a limit.
 
@@ -258,12 +260,17 @@ class AsyncClient:
             burst: the bucket size, how many may start at once (default: one second's worth).
             key_arg, per_key: at most ``per_key`` jobs running at once per value of the job
                 argument ``key_arg`` (a tenant, an account); jobs without it are not limited by key.
+            key_rate, key_burst: a token bucket per value of ``key_arg``: at most ``key_rate`` jobs
+                started per second for each key, ``key_burst`` at once (default: one second's worth).
 
         Raises:
             InvalidInput: a bad name or value; nothing changed.
         """
         row = await self._one(
-            statements.set_queue_limits(queue, concurrency, rate, burst, key_arg, per_key), None
+            statements.set_queue_limits(
+                queue, concurrency, rate, burst, key_arg, per_key, key_rate, key_burst
+            ),
+            None,
         )
         assert row is not None  # the function always returns the queue row
         return QueueLimits(
@@ -273,6 +280,8 @@ class AsyncClient:
             burst=row["rate_burst"],
             key_arg=row["key_arg"],
             per_key=row["key_concurrency_limit"],
+            key_rate=row["key_rate_limit"],
+            key_burst=row["key_rate_burst"],
         )
 
     async def schedule(

@@ -102,6 +102,7 @@ class QueueStat:
     rate_limit: float | None = None
     key_arg: str | None = None
     key_concurrency_limit: int | None = None
+    key_rate_limit: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,3 +151,5 @@ class QueueLimits:
     burst: int | None
     key_arg: str | None = None  # the job argument whose value is the key (a tenant, an account)
     per_key: int | None = None  # at most this many running per key
+    key_rate: float | None = None  # at most this many started per second per key
+    key_burst: int | None = None  # each key's bucket size

@@ -108,6 +108,24 @@ def test_queues_limit_sets_shows_and_removes_limits(dsn, conn):
         0,
         "exports: max 3 per tenant\n",
     )
+    assert cli(
+        "queues",
+        "limit",
+        "exports",
+        "--key-arg",
+        "tenant",
+        "--key-rate",
+        "5",
+        "--key-burst",
+        "2",
+        "--dsn",
+        dsn,
+    ) == (
+        0,
+        "exports: 5/s per tenant (key burst 2)\n",
+    )
+    code, out = cli("queues", "list", "--dsn", dsn)
+    assert "5/s per" in out  # the notes column may wrap before the key
     assert cli("queues", "limit", "exports", "--dsn", dsn) == (0, "exports: no limits\n")
     code, out = cli("queues", "limit", "exports", "--concurrency", "0", "--dsn", dsn)
     assert code == 1

@@ -164,3 +164,53 @@ def test_four_processes_hold_a_rate_limit_over_sixty_seconds(dsn, conn, client, 
         """
     ).fetchone()[0]
     assert busiest <= 60, busiest
+
+
+def test_three_processes_hold_a_rate_limit_per_key(dsn, conn, client, workdir):
+    """Pass: with 10 jobs/s per tenant (bucket of 2), three workers start each tenant's jobs at
+    10/s within 5% over 10 s, whatever the other tenant's backlog, and no 1-second window of one
+    tenant holds more than its bucket plus one second's refill (12)."""
+    client.set_queue_limits("limited", key_arg="tenant", key_rate=10, key_burst=2)
+    client.enqueue_many(
+        [
+            skiplock.JobSpec(task="limited", args={"i": i, "tenant": tenant}, queue="limited")
+            for tenant, n in (("big", 2000), ("small", 300))
+            for i in range(n)
+        ]
+    )
+    procs = start_workers(dsn, workdir, 3, "--concurrency", "10", task_seconds=0.0)
+    try:
+        wait_until(
+            lambda: conn.execute(
+                "SELECT max(attempted_at) - min(attempted_at) >= interval '11 seconds' FROM skiplock.jobs"
+                " WHERE queue = 'limited' AND attempted_at IS NOT NULL"
+            ).fetchone()[0],
+            timeout=60,
+            what="11 seconds of claims",
+        )
+    finally:
+        stop(procs)
+    per_tenant = dict(
+        conn.execute(
+            """
+            WITH c AS (SELECT args ->> 'tenant' AS tenant, attempted_at AS t FROM skiplock.jobs
+                       WHERE queue = 'limited' AND attempted_at IS NOT NULL),
+                 w AS (SELECT min(t) AS t0 FROM c)
+            SELECT tenant, count(*) FROM c, w WHERE c.t < w.t0 + interval '10 seconds' GROUP BY tenant
+            """
+        ).fetchall()
+    )
+    for tenant in ("big", "small"):
+        rate = (per_tenant[tenant] - 2) / 10  # the first claim may take a full bucket
+        assert 9.5 <= rate <= 10.5, (tenant, rate)
+    busiest = conn.execute(
+        """
+        WITH c AS (SELECT args ->> 'tenant' AS tenant, attempted_at AS t FROM skiplock.jobs
+                   WHERE queue = 'limited' AND attempted_at IS NOT NULL)
+        SELECT max(n) FROM (
+            SELECT count(*) OVER (PARTITION BY tenant ORDER BY t
+                                  RANGE BETWEEN CURRENT ROW AND interval '1 second' FOLLOWING) AS n FROM c
+        ) AS x
+        """
+    ).fetchone()[0]
+    assert busiest <= 12, busiest

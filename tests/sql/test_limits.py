@@ -179,13 +179,99 @@ def test_per_key_limit_caps_running_jobs_per_argument_value(conn):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ("key_arg => 'tenant'", "key_arg and per_key go together"),
-        ("per_key => 2", "key_arg and per_key go together"),
+        ("key_arg => 'tenant'", "key_arg needs a limit per key"),
+        ("per_key => 2", "per_key and key_rate need key_arg"),
+        ("key_rate => 2", "per_key and key_rate need key_arg"),
         ("key_arg => 'tenant', per_key => 0", "per_key must be between 1 and 1000000"),
         ("key_arg => 'a b', per_key => 1", "key_arg must be an argument name"),
+        ("key_arg => 't', key_rate => 0", "key_rate must be more than 0"),
+        ("key_arg => 't', key_rate => 'Infinity'", "key_rate must be more than 0"),
+        ("key_arg => 't', key_rate => 'NaN'", "key_rate must be more than 0"),
+        ("key_arg => 't', per_key => 1, key_burst => 3", "key_burst needs key_rate"),
+        ("key_arg => 't', key_rate => 1, key_burst => 0", "key_burst must be between 1 and 1000000"),
     ],
 )
 def test_bad_per_key_limits_are_rejected(conn, args, message):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
         conn.execute(f"SELECT skiplock.set_queue_limits('q', {args})")
     assert conn.execute("SELECT count(*) FROM skiplock.queue").fetchone() == (0,)
+
+
+def enqueue_args(conn: psycopg.Connection, args: list[dict[str, object]]) -> None:
+    conn.execute(
+        "SELECT count(*) FROM skiplock.enqueue_many('{q}', '{t}', %s::jsonb[])",
+        [[psycopg.types.json.Jsonb(a) for a in args]],
+    )
+
+
+def claimed_per_tenant(conn: psycopg.Connection, at: str) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT coalesce(args ->> 'tenant', '-'), count(*)"
+        " FROM skiplock.claim('{q}', gen_random_uuid(), 1000, as_of => %s::timestamptz) GROUP BY 1",
+        [at],
+    ).fetchall()
+    return dict(rows)
+
+
+def test_key_rate_is_a_token_bucket_per_key_on_the_database_clock(conn):
+    """Pass: each tenant has its own bucket of 3 refilling at 2/s; one tenant's flood spends
+    only its own tokens, and jobs without the argument are not limited by key."""
+    enqueue_args(conn, [{"tenant": "big"}] * 50 + [{"tenant": "small"}] * 5 + [{}] * 2)
+    row = conn.execute(
+        "SELECT key_arg, key_rate_limit, key_rate_burst, key_concurrency_limit"
+        " FROM skiplock.set_queue_limits('q', key_arg => 'tenant', key_rate => 2, key_burst => 3, as_of => %s)",
+        [T0],
+    ).fetchone()
+    assert row == ("tenant", 2.0, 3, None)
+    assert claimed_per_tenant(conn, T0) == {"big": 3, "small": 3, "-": 2}  # full buckets
+    assert claimed_per_tenant(conn, T0) == {}
+    assert claimed_per_tenant(conn, "2030-01-01 00:00:00.75+00") == {"big": 1, "small": 1}  # 1.5 refilled
+    assert claimed_per_tenant(conn, "2030-01-01 00:00:01.00+00") == {"big": 1, "small": 1}  # 0.5 + 0.5
+    assert claimed_per_tenant(conn, "2030-01-01 00:01:00+00") == {"big": 3}  # refills to the burst only
+    assert claimed_per_tenant(conn, "2030-01-01 00:00:30+00") == {}  # a clock behind adds nothing
+    stats = conn.execute(
+        "SELECT DISTINCT key_arg, key_rate_limit FROM skiplock.queue_stats WHERE queue = 'q'"
+    )
+    assert stats.fetchall() == [("tenant", 2.0)]
+
+
+def test_key_rate_and_per_key_concurrency_apply_together(conn):
+    enqueue_args(conn, [{"tenant": "a"}] * 20)
+    conn.execute(
+        "SELECT skiplock.set_queue_limits('q', key_arg => 'tenant', per_key => 2, key_rate => 100, as_of => %s)",
+        [T0],
+    )
+    assert claimed_per_tenant(conn, T0) == {"a": 2}  # the bucket holds 100, two may run
+    conn.execute(
+        "SELECT skiplock.set_queue_limits('q', key_arg => 'tenant', key_rate => 1, as_of => %s)", [T0]
+    )
+    assert claimed_per_tenant(conn, T0) == {"a": 1}  # a new limit refills every key's bucket once
+    assert claimed_per_tenant(conn, T0) == {}
+
+
+def test_key_rate_limits_a_long_key_under_a_digest(conn):
+    """A hostile 10 kB argument value is still limited (under a digest), and claiming keeps working."""
+    big = "x" * 10_000
+    enqueue_args(conn, [{"tenant": big}] * 3 + [{"tenant": 7}] * 3)
+    conn.execute(
+        "SELECT skiplock.set_queue_limits('q', key_arg => 'tenant', key_rate => 1, as_of => %s)", [T0]
+    )
+    assert claimed_per_tenant(conn, T0) == {big: 1, "7": 1}
+    keys = conn.execute("SELECT key FROM skiplock.queue_key_bucket ORDER BY key").fetchall()
+    assert keys == [("7",), ("md5:" + __import__("hashlib").md5(big.encode()).hexdigest(),)]
+
+
+def test_refilled_key_buckets_are_forgotten(conn):
+    """The bucket table holds only keys that spent tokens recently."""
+    enqueue_args(conn, [{"tenant": str(i)} for i in range(200)])
+    conn.execute(
+        "SELECT skiplock.set_queue_limits('q', key_arg => 'tenant', key_rate => 10, as_of => %s)", [T0]
+    )
+    assert sum(claimed_per_tenant(conn, T0).values()) == 200
+    assert conn.execute("SELECT count(*) FROM skiplock.queue_key_bucket").fetchone() == (200,)
+    # Pruning runs on a fraction of claims; a minute later every bucket is full again.
+    for _ in range(1000):
+        claimed_per_tenant(conn, "2030-01-01 00:01:00+00")
+        if conn.execute("SELECT count(*) FROM skiplock.queue_key_bucket").fetchone() == (0,):
+            break
+    assert conn.execute("SELECT count(*) FROM skiplock.queue_key_bucket").fetchone() == (0,)

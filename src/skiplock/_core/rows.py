@@ -71,4 +71,5 @@ def queue_stat_from_row(row: Mapping[str, Any]) -> QueueStat:
         rate_limit=row.get("rate_limit"),
         key_arg=row.get("key_arg"),
         key_concurrency_limit=row.get("key_concurrency_limit"),
+        key_rate_limit=row.get("key_rate_limit"),
     )

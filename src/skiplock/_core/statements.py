@@ -202,6 +202,8 @@ def set_queue_limits(
     burst: int | None,
     key_arg: str | None = None,
     per_key: int | None = None,
+    key_rate: float | None = None,
+    key_burst: int | None = None,
 ) -> BoundStatement:
     return _bind(
         "set_queue_limits",
@@ -211,6 +213,8 @@ def set_queue_limits(
         burst=burst,
         key_arg=key_arg,
         per_key=per_key,
+        key_rate=key_rate,
+        key_burst=key_burst,
     )
 
 

@@ -34,7 +34,9 @@ def list_queues(dsn: DsnOption = None) -> None:
     for s in stats:
         by_queue[s.queue][s.state] = s.jobs
         paused[s.queue] = s.paused
-        limits[s.queue] = _limits(s.concurrency_limit, s.rate_limit, s.key_arg, s.key_concurrency_limit)
+        limits[s.queue] = _limits(
+            s.concurrency_limit, s.rate_limit, s.key_arg, s.key_concurrency_limit, s.key_rate_limit
+        )
         if s.state is JobState.AVAILABLE and s.oldest_age is not None:
             oldest[s.queue] = _age(s.oldest_age.total_seconds())
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
@@ -51,11 +53,16 @@ def list_queues(dsn: DsnOption = None) -> None:
 
 
 def _limits(
-    concurrency: int | None, rate: float | None, key_arg: str | None = None, per_key: int | None = None
+    concurrency: int | None,
+    rate: float | None,
+    key_arg: str | None = None,
+    per_key: int | None = None,
+    key_rate: float | None = None,
 ) -> str:
     parts = [f"max {concurrency}"] if concurrency is not None else []
     parts += [f"{rate:g}/s"] if rate is not None else []
-    parts += [f"max {per_key} per {key_arg}"] if key_arg is not None else []
+    parts += [f"max {per_key} per {safe(key_arg)}"] if key_arg is not None and per_key is not None else []
+    parts += [f"{key_rate:g}/s per {safe(key_arg)}"] if key_arg is not None and key_rate is not None else []
     return ", ".join(parts)
 
 
@@ -102,18 +109,35 @@ def limit(
         int | None, typer.Option(help="How many may start at once (default: one second's worth).")
     ] = None,
     key_arg: Annotated[
-        str | None, typer.Option(help="The job argument whose value is the key for --per-key (a tenant id).")
+        str | None,
+        typer.Option(
+            help="The job argument whose value is the key for --per-key and --key-rate (a tenant id)."
+        ),
     ] = None,
     per_key: Annotated[
         int | None, typer.Option(help="At most this many running at once per value of --key-arg.")
+    ] = None,
+    key_rate: Annotated[
+        float | None, typer.Option(help="At most this many started per second per value of --key-arg.")
+    ] = None,
+    key_burst: Annotated[
+        int | None, typer.Option(help="How many of one key may start at once (default: one second's worth).")
     ] = None,
     dsn: DsnOption = None,
 ) -> None:
     """Set a queue's fleet-wide limits; with no option, remove them."""
     with Client(dsn_of(dsn), max_size=1) as client:
         got = client.set_queue_limits(
-            name, concurrency=concurrency, rate=rate, burst=burst, key_arg=key_arg, per_key=per_key
+            name,
+            concurrency=concurrency,
+            rate=rate,
+            burst=burst,
+            key_arg=key_arg,
+            per_key=per_key,
+            key_rate=key_rate,
+            key_burst=key_burst,
         )
-    described = _limits(got.concurrency, got.rate, got.key_arg, got.per_key)
+    described = _limits(got.concurrency, got.rate, got.key_arg, got.per_key, got.key_rate)
     described += f" (burst {got.burst})" if got.burst is not None else ""
+    described += f" (key burst {got.key_burst})" if got.key_burst is not None else ""
     console.print(f"{safe(name)}: {described or 'no limits'}")
