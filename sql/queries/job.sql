@@ -12,7 +12,9 @@ FROM skiplock.enqueue(
     run_at => %(run_at)s::timestamptz,
     delay => %(delay)s::interval,
     max_attempts => %(max_attempts)s::integer,
-    dedupe_key => %(dedupe_key)s::text
+    dedupe_key => %(dedupe_key)s::text,
+    dedupe_window => %(dedupe_window)s::interval,
+    retry_policy => %(retry_policy)s::jsonb
 );
 
 -- name: enqueue_many :many
@@ -25,12 +27,14 @@ FROM skiplock.enqueue_many(
     run_ats => %(run_ats)s::timestamptz[],
     delays => %(delays)s::interval[],
     max_attempts => %(max_attempts)s::integer[],
-    dedupe_keys => %(dedupe_keys)s::text[]
+    dedupe_keys => %(dedupe_keys)s::text[],
+    dedupe_windows => %(dedupe_windows)s::interval[],
+    retry_policies => %(retry_policies)s::text[]::jsonb[]
 ) AS id;
 
 -- name: claim :many
 SELECT id, queue, task, args, state, priority, attempt, max_attempts, run_at, created_at,
-       attempted_at, lease_token, lease_expires_at, worker_id, dedupe_key, cancel_requested
+       attempted_at, lease_token, lease_expires_at, worker_id, dedupe_key, cancel_requested, retry_policy
 FROM skiplock.claim(
     queues => %(queues)s::text[],
     worker_id => %(worker_id)s::uuid,

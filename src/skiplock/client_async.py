@@ -18,6 +18,7 @@ from skiplock._driver._acompat import ALock
 from skiplock._driver.connection import resolve_async
 from skiplock._driver.errors import translate
 from skiplock._driver.executor_async import AsyncExecutor
+from skiplock.backoff import Backoff
 from skiplock.errors import ConfigError, JobFailed, JobNotFound
 from skiplock.models import Job, JobSpec, JobState, Json, QueueLimits, QueueStat, Schedule, WorkerInfo
 from skiplock.settings import DEFAULT_QUEUE, ENQUEUE_CHUNK, resolve_dsn
@@ -94,13 +95,18 @@ class AsyncClient:
         delay: timedelta | None = None,
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
+        dedupe_window: timedelta | None = None,
+        retry_backoff: Backoff | None = None,
         conn: Any = None,
     ) -> Job:
         """Enqueue one job and return it.
 
         With ``dedupe_key``, if a live job already holds the key, that job is returned and nothing
-        is inserted (no error, safe inside the caller's transaction). ``run_at`` wins over
-        ``delay``; both are resolved with the database clock.
+        is inserted (no error, safe inside the caller's transaction); with ``dedupe_window`` too,
+        so is a job holding it that completed within the window (its state is ``completed``).
+        ``run_at`` wins over ``delay``; both are resolved with the database clock.
+        ``retry_backoff`` (``skiplock.backoff.fixed/linear/exponential``) is stored with the job
+        and used instead of the task's policy.
 
         Raises:
             InvalidInput: the database rejected a name, the args or an option; nothing was written.
@@ -114,6 +120,8 @@ class AsyncClient:
             delay=delay,
             max_attempts=max_attempts,
             dedupe_key=dedupe_key,
+            dedupe_window=dedupe_window,
+            retry_backoff=retry_backoff,
         )
         row = await self._one(statements.enqueue(spec), conn)
         if row is None or row.get("id") is None:  # pragma: no cover - the function always returns a row

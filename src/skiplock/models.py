@@ -5,8 +5,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from skiplock.backoff import Backoff
 
 __all__ = [
     "FINAL_STATES",
@@ -67,6 +70,7 @@ class Job:
     result: Json = None
     progress: float | None = None  # 0-100, as the task last reported it (live jobs)
     progress_message: str | None = None
+    retry_policy: dict[str, Json] | None = None  # the per-call retry backoff stored on a live job
 
     @property
     def is_final(self) -> bool:
@@ -86,6 +90,10 @@ class JobSpec:
     delay: timedelta | None = None
     max_attempts: int | None = None
     dedupe_key: str | None = None
+    #: with dedupe_key: the key also holds this long after a job holding it completed
+    dedupe_window: timedelta | None = None
+    #: stored on the job; used instead of the task's policy (skiplock.backoff.fixed/linear/exponential)
+    retry_backoff: Backoff | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, overload
 
+from skiplock.backoff import Backoff
 from skiplock.defaults import get_async_client, get_client
 from skiplock.errors import ConfigError
 from skiplock.models import Job, JobSpec, Json
@@ -29,6 +30,8 @@ class _Options:
     run_at: datetime | None = None
     delay: timedelta | None = None
     dedupe_key: str | None = None
+    dedupe_window: timedelta | None = None
+    retry_backoff: Backoff | None = None
     conn: Any = None
     client: Any = None
 
@@ -109,10 +112,17 @@ class Task(Generic[R]):
         run_at: datetime | None = None,
         delay: timedelta | None = None,
         dedupe_key: str | None = None,
+        dedupe_window: timedelta | None = None,
+        retry_backoff: Backoff | None = None,
         conn: Any = None,
         client: Any = None,
     ) -> TaskCall[R]:
-        """Return this task with per-call options (queue, priority, delay, dedupe key, conn…)."""
+        """Return this task with per-call options (queue, priority, delay, dedupe key, conn…).
+
+        ``dedupe_window`` keeps ``dedupe_key`` taken for that long after the job completes;
+        ``retry_backoff`` (``skiplock.backoff.fixed/linear/exponential``) is stored with the job
+        and replaces the task's policy for it.
+        """
         return TaskCall(self, self._defaults()).using(
             queue=queue,
             priority=priority,
@@ -120,6 +130,8 @@ class Task(Generic[R]):
             run_at=run_at,
             delay=delay,
             dedupe_key=dedupe_key,
+            dedupe_window=dedupe_window,
+            retry_backoff=retry_backoff,
             conn=conn,
             client=client,
         )
@@ -170,6 +182,8 @@ class TaskCall(Generic[R]):
             delay=spec.delay,
             max_attempts=spec.max_attempts,
             dedupe_key=spec.dedupe_key,
+            dedupe_window=spec.dedupe_window,
+            retry_backoff=spec.retry_backoff,
             conn=self.options.conn,
         )
 
@@ -186,6 +200,8 @@ class TaskCall(Generic[R]):
             delay=spec.delay,
             max_attempts=spec.max_attempts,
             dedupe_key=spec.dedupe_key,
+            dedupe_window=spec.dedupe_window,
+            retry_backoff=spec.retry_backoff,
             conn=self.options.conn,
         )
 
@@ -214,6 +230,8 @@ class TaskCall(Generic[R]):
             delay=o.delay,
             max_attempts=o.max_attempts,
             dedupe_key=o.dedupe_key,
+            dedupe_window=o.dedupe_window,
+            retry_backoff=o.retry_backoff,
         )
 
 

@@ -13,7 +13,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "jobs.md"
 
 def test_jobs_doc_examples_run(dsn, conn, capsys):
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     namespace: dict[str, object] = {"dsn": dsn}
     for block in blocks[:4]:
         exec(compile(block, str(DOC), "exec"), namespace)
@@ -35,3 +35,7 @@ def test_jobs_doc_examples_run(dsn, conn, capsys):
         "completed",
         3,
     )
+    exec(compile(blocks[5], str(DOC), "exec"), namespace)
+    assert conn.execute(
+        "SELECT count(*) FROM skiplock.job WHERE dedupe_key = 'nightly-2030-01-01'"
+    ).fetchone() == (1,)

@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from skiplock._sql import QUERIES, Statement
+from skiplock.backoff import Backoff
 from skiplock.errors import ConfigError
 from skiplock.models import JobSpec, JobState, Json
 
@@ -50,6 +51,18 @@ def _args(args: Json) -> str:
     return dumps(args)
 
 
+def _policy(spec: JobSpec) -> str | None:
+    policy = spec.retry_backoff
+    if policy is None:
+        return None
+    if not isinstance(policy, Backoff):
+        raise ConfigError(
+            "a per-call retry_backoff is stored with the job, so it must be skiplock.backoff.fixed, "
+            f"linear or exponential, got {policy!r}"
+        )
+    return dumps(policy.as_json())
+
+
 def enqueue(spec: JobSpec) -> BoundStatement:
     return _bind(
         "enqueue",
@@ -61,6 +74,8 @@ def enqueue(spec: JobSpec) -> BoundStatement:
         delay=spec.delay,
         max_attempts=spec.max_attempts,
         dedupe_key=spec.dedupe_key,
+        dedupe_window=spec.dedupe_window,
+        retry_policy=_policy(spec),
     )
 
 
@@ -83,6 +98,8 @@ def enqueue_many(specs: Sequence[JobSpec]) -> BoundStatement:
         delays=column([s.delay for s in specs]),
         max_attempts=column([s.max_attempts for s in specs]),
         dedupe_keys=column([s.dedupe_key for s in specs]),
+        dedupe_windows=column([s.dedupe_window for s in specs]),
+        retry_policies=column([_policy(s) for s in specs]),
     )
 
 

@@ -103,6 +103,15 @@ class _Outcome:
     retryable: bool = True
 
 
+def _policy_delay(task: Task[Any], job: Job) -> timedelta | None:
+    """The delay before the next attempt by the task's policy, or None for the database to decide:
+    a job enqueued with its own policy (``using(retry_backoff=...)``) has it applied by
+    ``skiplock.fail()``, and a task without one gets ``skiplock.backoff()``."""
+    if job.retry_policy is not None or task.retry_backoff is None:
+        return None
+    return task.retry_backoff(job.attempt)
+
+
 #: The outcome of a job cancelled on request: recorded as a non-retryable failure, which the
 #: database ends as `cancelled` because the job's cancel_requested flag is set.
 _CANCELLED = _Outcome("fail", error="cancelled on request", error_type="Cancelled", retryable=False)
@@ -512,7 +521,7 @@ class AsyncWorker:
                 "fail",
                 error=f"task {task.name!r} exceeded its timeout of {task.timeout}",
                 error_type="TimeoutError",
-                retry_in=None if task.retry_backoff is None else task.retry_backoff(job.attempt),
+                retry_in=_policy_delay(task, job),
             )
         except asyncio.CancelledError:
             # Cancelled on request, or by a shutdown past the grace period. Only the job is: its
@@ -523,15 +532,11 @@ class AsyncWorker:
             held.ctx._cancel_requested = True
             return _CANCELLED if held.cancelled else _Outcome("release")
         except Retry as exc:
-            after = exc.after
-            if after is None and task.retry_backoff is not None:
-                after = task.retry_backoff(job.attempt)
+            after = exc.after if exc.after is not None else _policy_delay(task, job)
             return _Outcome("fail", error=exc.reason, error_type="Retry", retry_in=after)
         except Exception as exc:
             retryable = not isinstance(exc, Fail) and not isinstance(exc, task.no_retry_on)
-            retry_in = None
-            if retryable and task.retry_backoff is not None:
-                retry_in = task.retry_backoff(job.attempt)
+            retry_in = _policy_delay(task, job) if retryable else None
             return _Outcome(
                 "fail",
                 error=str(exc) or type(exc).__name__,
