@@ -21,3 +21,7 @@ VALUES (%(version)s, %(name)s, %(checksum)s);
 
 -- name: schema_exists :one
 SELECT to_regclass('skiplock.migration') IS NOT NULL AS present;
+
+-- name: grant_roles :many
+SELECT role_name, granted
+FROM skiplock._grant_roles();

@@ -18,6 +18,7 @@ from skiplock._core.statements import BoundStatement
 from skiplock._driver.errors import translate
 from skiplock._sql import QUERIES, Migration, migrations
 from skiplock.errors import SchemaAhead, SchemaMissing, SchemaOutdated, SkiplockError
+from skiplock.settings import redact
 
 __all__ = ["AsyncMigrator", "MigrationStatus"]
 
@@ -42,6 +43,9 @@ class AsyncMigrator:
     def __init__(self, conninfo: str) -> None:
         self.conninfo = conninfo
 
+    def __repr__(self) -> str:
+        return f"<skiplock.{type(self).__name__} dsn={redact(self.conninfo)!r}>"
+
     async def check(self) -> None:
         """Raise SchemaMissing, SchemaOutdated or SchemaAhead unless the schema is current."""
         status = await self.status()
@@ -60,6 +64,35 @@ class AsyncMigrator:
             raise SchemaOutdated(
                 f"skiplock migrations {list(status.pending)} are pending; run `skiplock migrate`"
             )
+
+    async def grant_roles(self) -> dict[str, bool]:
+        """Create the missing group roles where allowed, then (re)apply every role's privileges.
+
+        Runs ``skiplock._grant_roles()`` (migration 0011) under the migration lock. Each of
+        ``skiplock_producer``, ``skiplock_worker`` and ``skiplock_monitor`` that exists ends with
+        exactly the privileges of its job (anything else granted to the group in the schema is
+        revoked); a missing one is created first (NOLOGIN) when the connected user has
+        CREATEROLE, and otherwise left missing. Connect as the schema owner or a superuser.
+        Granting the roles to login roles stays with the DBA.
+
+        Returns:
+            For each role, whether it exists and so holds its privileges now.
+
+        Raises:
+            SchemaMissing: migration 0011 is not applied (run ``up()`` first).
+            SkiplockError: the database refused, e.g. the user does not own the schema.
+        """
+        async with await self._connect() as conn:
+            try:
+                async with conn.transaction():
+                    await self._run(conn, QUERIES["migration_lock"].name)
+                    rows = await self._all(conn, BoundStatement(QUERIES["grant_roles"], {}))
+            except psycopg.Error as exc:
+                translated = translate(exc)
+                if translated is None:
+                    raise SkiplockError(f"could not apply the skiplock roles: {exc}") from exc
+                raise translated from exc
+        return {str(r["role_name"]): bool(r["granted"]) for r in rows}
 
     def script(self) -> str:
         """Return one psql-ready script that installs every migration and records it.

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from skiplock.cli._common import DsnOption, console, dsn_of, handle_errors
+from skiplock.cli._common import DsnOption, console, dsn_of, fail, handle_errors
 from skiplock.migrate import Migrator
 
 
@@ -17,6 +17,14 @@ def migrate(
         bool, typer.Option("--sql", help="Print the DDL instead of applying it (pipe it into psql).")
     ] = False,
     status: Annotated[bool, typer.Option("--status", help="Show applied and pending migrations.")] = False,
+    roles: Annotated[
+        bool,
+        typer.Option(
+            "--roles",
+            help="After migrating, create the skiplock_producer/worker/monitor roles if missing"
+            " (needs CREATEROLE) and re-apply their privileges.",
+        ),
+    ] = False,
 ) -> None:
     """Install or upgrade the skiplock schema. Safe to run from many hosts at once."""
     migrator = Migrator(dsn_of(dsn))
@@ -37,3 +45,14 @@ def migrate(
         console.print(f"applied migrations {applied}")
     else:
         console.print("already up to date")
+    if roles:
+        granted = migrator.grant_roles()
+        for role, ok in granted.items():
+            console.print(f"{role}: {'privileges applied' if ok else 'missing'}")
+        missing = [role for role, ok in granted.items() if not ok]
+        if missing:
+            creates = " ".join(f"CREATE ROLE {role} NOLOGIN;" for role in missing)
+            raise fail(
+                f"roles {', '.join(missing)} are missing and this user may not create them (needs"
+                f" CREATEROLE): have a DBA run {creates} then run `skiplock migrate --roles` again"
+            )
