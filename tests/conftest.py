@@ -7,11 +7,13 @@ migrated once into a template database; every test gets a fresh clone of it (fas
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,8 +22,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_postgresql import factories
 
 import skiplock
+from throwaway import Throwaway
 
 DEFAULT_TEST_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+#: A password no output may ever show. Every test's DSN carries it (trust authentication ignores
+#: it) and every log record of every test is checked for it (see _no_password_in_logs).
+CANARY = "canary-Zx9q-secret"
 
 
 def _server() -> dict[str, Any]:
@@ -81,7 +88,7 @@ def dsn(postgresql: psycopg.Connection[Any]) -> str:
     """Connection string of this test's freshly cloned, migrated database."""
     info = postgresql.info
     return make_conninfo(
-        host=info.host, port=info.port, user=info.user, dbname=info.dbname, password=info.password or None
+        host=info.host, port=info.port, user=info.user, dbname=info.dbname, password=info.password or CANARY
     )
 
 
@@ -121,3 +128,46 @@ def _registry() -> dict[str, Any]:
     from skiplock.task import REGISTRY
 
     return REGISTRY
+
+
+@pytest.fixture
+def throwaway(tmp_path: Path) -> Iterator[Throwaway]:
+    """A PostgreSQL of the test's own (embedded), which it may crash and restart."""
+    pg = Throwaway(tmp_path / "pgdata")
+    try:
+        yield pg
+    finally:
+        pg.close()
+
+
+class _LeakCatcher(logging.Handler):
+    """Collects every log record that shows the canary password."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        if CANARY in text:
+            self.leaks.append(f"{record.name}: {text[:300]}")
+
+
+@pytest.fixture(autouse=True)
+def _no_password_in_logs() -> Iterator[None]:
+    """Fail any test during which skiplock, psycopg or the pool logged the DSN's password."""
+    catcher = _LeakCatcher()
+    loggers = [logging.getLogger(name) for name in ("skiplock", "psycopg")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.DEBUG)
+    logging.getLogger().addHandler(catcher)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(catcher)
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+    assert not catcher.leaks, f"the password was logged: {catcher.leaks[:3]}"

@@ -18,11 +18,11 @@ from skiplock._core.rows import job_from_row, queue_stat_from_row, schedule_from
 from skiplock._driver._acompat import Lock
 from skiplock._driver.connection import resolve_sync
 from skiplock._driver.errors import translate
-from skiplock.backoff import Backoff
 from skiplock._driver.executor import Executor
+from skiplock.backoff import Backoff
 from skiplock.errors import ConfigError, JobFailed, JobNotFound
 from skiplock.models import Job, JobSpec, JobState, Json, QueueLimits, QueueStat, Schedule, WorkerInfo
-from skiplock.settings import DEFAULT_QUEUE, ENQUEUE_CHUNK, resolve_dsn
+from skiplock.settings import DEFAULT_QUEUE, ENQUEUE_CHUNK, redact, resolve_dsn
 
 __all__ = ["Client"]
 
@@ -55,6 +55,9 @@ class Client:
         self._open_lock = Lock()
         self._is_open = False
         self._is_closed = False
+
+    def __repr__(self) -> str:
+        return f"<skiplock.{type(self).__name__} dsn={redact(self.dsn)!r}>"
 
     def __enter__(self) -> Client:
         self.open()

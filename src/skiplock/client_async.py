@@ -21,7 +21,7 @@ from skiplock._driver.executor_async import AsyncExecutor
 from skiplock.backoff import Backoff
 from skiplock.errors import ConfigError, JobFailed, JobNotFound
 from skiplock.models import Job, JobSpec, JobState, Json, QueueLimits, QueueStat, Schedule, WorkerInfo
-from skiplock.settings import DEFAULT_QUEUE, ENQUEUE_CHUNK, resolve_dsn
+from skiplock.settings import DEFAULT_QUEUE, ENQUEUE_CHUNK, redact, resolve_dsn
 
 __all__ = ["AsyncClient"]
 
@@ -54,6 +54,9 @@ class AsyncClient:
         self._open_lock = ALock()
         self._is_open = False
         self._is_closed = False
+
+    def __repr__(self) -> str:
+        return f"<skiplock.{type(self).__name__} dsn={redact(self.dsn)!r}>"
 
     async def __aenter__(self) -> AsyncClient:
         await self.open()

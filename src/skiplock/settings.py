@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+import urllib.parse
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Final
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from skiplock.errors import ConfigError
 
@@ -44,6 +49,11 @@ def resolve_dsn(dsn: str | None = None, env: Mapping[str, str] | None = None) ->
     environ = os.environ if env is None else env
     for candidate in (dsn, environ.get("SKIPLOCK_DSN"), environ.get("DATABASE_URL")):
         if candidate:
+            try:
+                conninfo_to_dict(candidate)
+            except psycopg.ProgrammingError as exc:
+                # libpq quotes pieces of a malformed string back, perhaps the password: scrub it.
+                raise ConfigError(f"invalid connection string: {scrub(str(exc), candidate)}") from None
             return candidate
     return ""
 
@@ -65,3 +75,33 @@ def positive(name: str, value: timedelta) -> timedelta:
     if not isinstance(value, timedelta) or value <= timedelta(0):
         raise ConfigError(f"{name} must be a positive timedelta, got {value!r}")
     return value
+
+
+_PASSWORD_KV = re.compile(r"""password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)""", re.IGNORECASE)
+_PASSWORD_URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@?#]*:([^@/?#]*)@", re.IGNORECASE)
+
+
+def _password_forms(dsn: str) -> set[str]:
+    """The password of ``dsn`` in every form it may be printed in: as written, unquoted, decoded."""
+    found = _PASSWORD_URL.search(dsn) or _PASSWORD_KV.search(dsn)
+    if found is None:
+        return set()
+    raw = found.group(1)
+    forms = {raw}
+    if raw.startswith("'") and raw.endswith("'") and len(raw) >= 2:
+        inner = raw[1:-1]
+        forms |= {inner, inner.replace("\\'", "'").replace("\\\\", "\\")}
+    forms |= {urllib.parse.unquote(f) for f in forms} | {urllib.parse.quote(f, safe="") for f in forms}
+    return {f for f in forms if f}
+
+
+def scrub(text: str, dsn: str | None) -> str:
+    """``text`` with the password of ``dsn`` (in any form it may be printed in) replaced by ``***``."""
+    for form in sorted(_password_forms(dsn) if dsn else (), key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
+
+
+def redact(dsn: str) -> str:
+    """A connection string fit for logs and reprs: the same, with its password as ``***``."""
+    return scrub(dsn, dsn)

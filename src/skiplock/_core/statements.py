@@ -43,6 +43,8 @@ def dumps(value: Json) -> str:
         return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"value is not JSON-serialisable: {exc}") from exc
+    except RecursionError:
+        raise ConfigError("value is nested too deeply to encode as JSON") from None
 
 
 def _args(args: Json) -> str:

@@ -23,6 +23,13 @@ def translate(exc: psycopg.Error) -> SkiplockError | None:
         return SchemaMissing(
             f"the skiplock schema is missing or incomplete in this database ({message}); run `skiplock migrate`"
         )
+    if isinstance(exc, psycopg.DataError):
+        # Values PostgreSQL cannot hold: NUL bytes in text (refused before sending), a \u0000 in
+        # JSON, numbers out of range. Nothing was written.
+        detail = exc.diag.message_detail
+        return InvalidInput(f"invalid value: {message}" + (f" ({detail.strip()})" if detail else ""))
+    if isinstance(exc, pg_errors.StatementTooComplex):
+        return InvalidInput(f"invalid value: nested too deeply for PostgreSQL ({message})")
     if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return DatabaseUnavailable(f"database unavailable: {first}")

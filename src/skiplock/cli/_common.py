@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from skiplock.errors import SkiplockError
-from skiplock.settings import resolve_dsn
+from skiplock.settings import resolve_dsn, scrub
 
 __all__ = ["DsnOption", "console", "dsn_of", "fail", "handle_errors", "safe"]
 
@@ -43,6 +43,13 @@ def dsn_of(dsn: str | None) -> str:
     return resolve_dsn(dsn)
 
 
+def _dsn_or_none(dsn: str | None) -> str | None:
+    try:
+        return resolve_dsn(dsn)
+    except SkiplockError:
+        return None
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear line to stderr and return the Exit to raise."""
     err_console.print(f"[bold red]error:[/] {safe(message)}")
@@ -57,13 +64,14 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except SkiplockError as exc:
-            raise fail(str(exc)) from None
+            message = str(exc)
         except psycopg.OperationalError as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise fail(f"database unavailable: {first}") from None
+            message = "database unavailable: " + (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         except psycopg.Error as exc:
-            raise fail(f"database error: {(exc.diag.message_primary or str(exc)).strip()}") from None
+            message = f"database error: {(exc.diag.message_primary or str(exc)).strip()}"
         except json.JSONDecodeError as exc:
-            raise fail(f"invalid JSON: {exc}") from None
+            message = f"invalid JSON: {exc}"
+        # libpq quotes pieces of a malformed connection string back: never its password.
+        raise fail(scrub(message, _dsn_or_none(kwargs.get("dsn")))) from None
 
     return wrapper  # type: ignore[return-value]

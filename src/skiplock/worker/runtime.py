@@ -27,15 +27,17 @@ class Worker:
         coroutines = [t.name for t in chosen if t.is_async]
         if coroutines:
             raise ConfigError(f"Worker runs `def` tasks only; use AsyncWorker for async tasks {coroutines}")
-        self._options = options
-        self._tasks = chosen
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._worker: AsyncWorker | None = None
+        # Built now, so bad options raise here rather than in run(); it binds to run()'s loop.
+        self._worker = AsyncWorker(chosen, **options)
         self._ready = threading.Event()
+
+    def __repr__(self) -> str:
+        return repr(self._worker).replace("AsyncWorker", "Worker", 1)
 
     @property
     def stats(self) -> WorkerStats:
-        return self._worker.stats if self._worker is not None else WorkerStats()
+        return self._worker.stats
 
     def run(self) -> None:
         """Block until ``stop()`` (from another thread), a signal, or burst mode ends."""
@@ -44,11 +46,10 @@ class Worker:
     def stop(self, *, force: bool = False) -> None:
         """Ask a running worker to stop (thread-safe)."""
         self._ready.wait()
-        if self._loop is not None and self._worker is not None:
+        if self._loop is not None:
             asyncio.run_coroutine_threadsafe(self._worker.stop(force=force), self._loop)
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._worker = AsyncWorker(self._tasks, **self._options)
         self._ready.set()
         await self._worker.run()

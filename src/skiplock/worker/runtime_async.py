@@ -61,6 +61,7 @@ from skiplock.settings import (
     DEFAULT_RETENTION,
     MAX_BATCH,
     positive,
+    redact,
     resolve_dsn,
 )
 from skiplock.task import REGISTRY, Task
@@ -189,12 +190,14 @@ class AsyncWorker:
         self.queues = list(dict.fromkeys(queues if queues else [t.queue for t in chosen]))
         if not self.queues:
             raise ConfigError("no queues to serve")
-        if concurrency < 1:
-            raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+        # One runner coroutine and one thread per slot: beyond MAX_BATCH a process would spend its
+        # memory on idle runners, and a claim could not fill them anyway.
+        if not 1 <= concurrency <= MAX_BATCH:
+            raise ConfigError(f"concurrency must be between 1 and {MAX_BATCH}, got {concurrency}")
         self.concurrency = concurrency
         self.prefetch = concurrency if prefetch is None else prefetch
-        if self.prefetch < 0:
-            raise ConfigError(f"prefetch must not be negative, got {prefetch}")
+        if not 0 <= self.prefetch <= MAX_BATCH:
+            raise ConfigError(f"prefetch must be between 0 and {MAX_BATCH}, got {prefetch}")
         self.lease = positive("lease", lease)
         self.poll_interval = positive("poll_interval", poll_interval)
         self.reap_interval = positive("reap_interval", reap_interval)
@@ -248,6 +251,11 @@ class AsyncWorker:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
         await self._background
+
+    def __repr__(self) -> str:
+        return (
+            f"<skiplock.{type(self).__name__} {self.worker_id} queues={self.queues} dsn={redact(self.dsn)!r}>"
+        )
 
     @property
     def has_stuck_threads(self) -> bool:
