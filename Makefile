@@ -1,8 +1,11 @@
 # Shortcuts; each target is one documented command.
-.PHONY: test lint bench bench-smoke churn explain
+.PHONY: test test-faults lint bench bench-smoke churn explain
 
 test:           ## the test suite (needs PostgreSQL on 127.0.0.1:5432, or falls back to pgserver)
 	python -m pytest -q
+
+test-faults:    ## the fault-injection scenarios at full size and duration (about 30 minutes)
+	SKIPLOCK_FAULTS=full python -m pytest -q tests/faults
 
 lint:           ## what CI checks besides the tests
 	python tools/async_to_sync.py --check

@@ -37,7 +37,7 @@ TASKS = textwrap.dedent(
 
 
     @skiplock.task(queue="limited")
-    def limited(i: int) -> None:
+    def limited(i: int, tenant: str | None = None) -> None:
         conn = getattr(_local, "conn", None)
         if conn is None:
             conn = _local.conn = psycopg.connect(os.environ["SKIPLOCK_DSN"], autocommit=True)
@@ -214,3 +214,28 @@ def test_three_processes_hold_a_rate_limit_per_key(dsn, conn, client, workdir):
         """
     ).fetchone()[0]
     assert busiest <= 12, busiest
+
+
+def test_three_processes_never_run_more_than_the_limit_per_key(dsn, conn, client, workdir):
+    """Pass: with at most 2 running per tenant, 3 workers x 4 slots never overlap more than 2
+    executions of one tenant, while different tenants still run side by side."""
+    client.set_queue_limits("limited", key_arg="tenant", per_key=2)
+    client.enqueue_many(
+        [
+            skiplock.JobSpec(task="limited", args={"i": i, "tenant": ("a", "b", "c")[i % 3]}, queue="limited")
+            for i in range(60)
+        ]
+    )
+    procs = start_workers(dsn, workdir, 3, "--concurrency", "4", "--prefetch", "0", task_seconds=0.1)
+    try:
+        wait_until(
+            lambda: conn.execute("SELECT count(*) FROM ledger").fetchone()[0] == 60,
+            timeout=120,
+            what="all 60 jobs ran",
+        )
+    finally:
+        stop(procs)
+    rows = conn.execute("SELECT i, started, finished FROM ledger").fetchall()
+    for k, tenant in enumerate("abc"):
+        assert peak_overlap([(s, f) for i, s, f in rows if i % 3 == k]) <= 2, tenant
+    assert peak_overlap([(s, f) for _, s, f in rows]) > 2  # tenants ran side by side

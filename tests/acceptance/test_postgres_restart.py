@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import warnings
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,41 +16,6 @@ import skiplock
 from waiting import await_until
 
 pytestmark = pytest.mark.slow
-
-
-class Throwaway:
-    """An embedded PostgreSQL in a temporary directory that a test may crash and restart."""
-
-    def __init__(self, datadir: Path) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pgserver
-
-        self._pgserver = pgserver
-        self.server = pgserver.get_server(datadir, cleanup_mode="stop")
-        self.dsn = self.server.get_uri()
-
-    def crash(self) -> None:
-        """Stop at once, like a power cut: no checkpoint, connections dropped."""
-        self._pgserver.pg_ctl(
-            ["-w", "-m", "immediate", "stop"], pgdata=self.server.pgdata, user=self.server.system_user
-        )
-
-    def start(self) -> None:
-        with self.server._lock:
-            self.server.ensure_postgres_running()
-
-    def close(self) -> None:
-        self.server.cleanup()
-
-
-@pytest.fixture
-def throwaway(tmp_path: Path) -> Iterator[Throwaway]:
-    pg = Throwaway(tmp_path / "pgdata")
-    try:
-        yield pg
-    finally:
-        pg.close()
 
 
 async def test_immediate_restart_mid_drain_loses_nothing_and_finalizes_each_job_once(throwaway):

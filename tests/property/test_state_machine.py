@@ -46,7 +46,9 @@ def make_machine(conn: psycopg.Connection[Any]) -> type[RuleBasedStateMachine]:
     class QueueMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            conn.execute("TRUNCATE skiplock.job, skiplock.job_history, skiplock.queue")
+            conn.execute(
+                "TRUNCATE skiplock.job, skiplock.job_history, skiplock.queue, skiplock.queue_key_bucket"
+            )
             self.now = datetime(2030, 1, 1, tzinfo=timezone.utc)
             self.jobs: dict[int, ModelJob] = {}
             self.stale: list[tuple[int, uuid.UUID]] = []  # tokens that no longer hold a lease

@@ -1,0 +1,225 @@
+"""Faults in worker processes: killed, frozen, crashing tasks, shutdown, long jobs, wrong clocks."""
+
+from __future__ import annotations
+
+import signal
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from invariants import check
+
+from conftest import Fleet, enqueue, scalar, size
+from waiting import wait_until
+
+
+def test_sigkill_of_a_worker_holding_100_leases(fleet: Fleet, ledger):
+    """Pass: a worker holding 100 leased jobs (50 running, 50 prefetched) is SIGKILLed; after the
+    2 s lease every one of them runs exactly once more on another worker, none is lost, none
+    finalized twice; attempts are 2 for the 100 and 1 for every other job."""
+    ids = enqueue(ledger, 300)
+    victim = fleet.start(CONCURRENCY=50, PREFETCH=50, LEASE=2, TASK_SECONDS=3600)
+    wait_until(lambda: scalar(ledger, "SELECT count(*) FROM ledger") == 50, timeout=60, what="50 running")
+    wait_until(
+        lambda: scalar(ledger, "SELECT count(*) FROM skiplock.job WHERE state = 'running'") == 100,
+        timeout=30,
+        what="100 leased",
+    )
+    leases = dict(ledger.execute("SELECT id, lease_expires_at FROM skiplock.job WHERE state = 'running'"))
+    held = set(leases)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(30) == -signal.SIGKILL
+    rescuer = fleet.start(CONCURRENCY=8, LEASE=2, REAP_INTERVAL=0.5)
+    wait_until(lambda: scalar(ledger, "SELECT count(*) FROM skiplock.job") == 0, timeout=120, what="drained")
+    assert fleet.stop(rescuer) == 0, fleet.logs()
+    report = check(ledger, ids)
+    assert report.lease_expired == 100
+    attempts = dict(ledger.execute("SELECT id, attempt FROM skiplock.job_history"))
+    assert {i for i in ids if attempts[i] == 2} == held
+    # The 100 reran once each on the rescuer, after their lease had expired.
+    reruns = dict(ledger.execute("SELECT job_id, started FROM ledger WHERE attempt = 2"))
+    assert set(reruns) == held
+    assert all(reruns[i] > leases[i] for i in held)
+
+
+def test_a_frozen_worker_past_its_lease_cannot_finalize_or_extend(fleet: Fleet, ledger):
+    """Pass: a worker SIGSTOPped while running jobs loses them to the reaper; another worker
+    completes them; after SIGCONT its completions and heartbeats are rejected by the database
+    (the jobs stay completed once, by the second worker), and it carries on and exits cleanly."""
+    ids = enqueue(ledger, 20)
+    frozen = fleet.start(CONCURRENCY=4, PREFETCH=0, LEASE=2, TASK_SECONDS=1.5)
+    wait_until(lambda: scalar(ledger, "SELECT count(*) FROM ledger") >= 4, timeout=60, what="running")
+    frozen.send_signal(signal.SIGSTOP)
+    stolen = {
+        r[0]
+        for r in ledger.execute("SELECT job_id FROM ledger WHERE finished IS NULL AND pid = %s", [frozen.pid])
+    }
+    assert len(stolen) == 4
+    other = fleet.start(CONCURRENCY=4, LEASE=2, REAP_INTERVAL=0.5, TASK_SECONDS=0)
+    wait_until(
+        lambda: (
+            scalar(ledger, "SELECT count(*) FROM skiplock.job_history WHERE id = ANY(%s)", [list(stolen)])
+            == 4
+        ),
+        timeout=60,
+        what="the other worker reaps and completes the frozen worker's jobs",
+    )
+    frozen.send_signal(signal.SIGCONT)
+    # The frozen worker's four executions finish and try to complete (or heartbeat) with stale tokens.
+    wait_until(
+        lambda: (
+            scalar(
+                ledger,
+                "SELECT count(*) FROM ledger WHERE pid = %s AND finished IS NOT NULL AND job_id = ANY(%s)",
+                [frozen.pid, list(stolen)],
+            )
+            == 4
+        ),
+        timeout=30,
+        what="the frozen executions finish",
+    )
+    wait_until(lambda: scalar(ledger, "SELECT count(*) FROM skiplock.job") == 0, timeout=60, what="drained")
+    assert fleet.stop(frozen) == 0, fleet.logs()
+    assert fleet.stop(other) == 0, fleet.logs()
+    check(ledger, ids)
+    finals = dict(
+        ledger.execute("SELECT id, attempt FROM skiplock.job_history WHERE id = ANY(%s)", [list(stolen)])
+    )
+    assert set(finals.values()) == {2}  # completed by the second lease holder
+    assert "lease lost" in fleet.logs()
+
+
+@pytest.mark.parametrize("poison", ["exit", "segfault"])
+def test_a_poison_pill_only_affects_its_own_job(fleet: Fleet, ledger, poison):
+    """Pass: a task that kills its worker process (os._exit, or a segfault) takes down only what
+    that process held: a supervisor restarts the worker, the poison job ends `failed` after its 3
+    attempts (each a reaped lease), and every other job completes."""
+    ids = enqueue(ledger, 200)
+    pill = ledger.execute(
+        "SELECT id FROM skiplock.enqueue('faults', 'work', jsonb_build_object('i', 0, 'poison', %s::text),"
+        " max_attempts => 3)",
+        [poison],
+    ).fetchone()[0]
+    env = {"CONCURRENCY": 4, "PREFETCH": 0, "LEASE": 1, "REAP_INTERVAL": 0.3, "TASK_SECONDS": 0.005}
+    procs = [fleet.start(**env), fleet.start(**env)]
+    crashes = 0
+
+    def supervised() -> bool:
+        nonlocal crashes
+        for k, p in enumerate(procs):
+            if p.poll() is not None:  # like systemd's Restart=always
+                crashes += 1
+                procs[k] = fleet.start(**env)
+        return scalar(ledger, "SELECT count(*) FROM skiplock.job") == 0
+
+    wait_until(supervised, timeout=120, what="all jobs final")
+    for p in procs:
+        assert fleet.stop(p) == 0, fleet.logs()
+    assert crashes == 3
+    report = check(ledger, [*ids, pill], may_fail={pill})
+    assert report.failed == 1
+    state, attempt, errors = ledger.execute(
+        "SELECT state::text, attempt, errors FROM skiplock.job_history WHERE id = %s", [pill]
+    ).fetchone()
+    assert (state, attempt) == ("failed", 3)
+    assert [e["type"] for e in errors] == ["LeaseExpired"] * 3
+
+
+def test_graceful_shutdown_acknowledges_finished_and_releases_the_rest(fleet: Fleet, ledger):
+    """Pass: SIGTERM with jobs running and prefetched: the running ones finish within the grace
+    period and are acknowledged; the prefetched ones are released without spending an attempt;
+    a second worker then runs the rest, each job once."""
+    ids = enqueue(ledger, 60)
+    worker = fleet.start(CONCURRENCY=3, PREFETCH=9, TASK_SECONDS=0.5)
+    wait_until(lambda: scalar(ledger, "SELECT count(*) FROM ledger") >= 3, timeout=60, what="running")
+    assert fleet.stop(worker) == 0, fleet.logs()
+    started = {r[0] for r in ledger.execute("SELECT DISTINCT job_id FROM ledger")}
+    states = dict(ledger.execute("SELECT id, state::text || ':' || attempt FROM skiplock.jobs"))
+    assert {states[i] for i in started} == {"completed:1"}
+    assert {states[i] for i in ids if i not in started} == {"available:0"}
+    rest = fleet.start(CONCURRENCY=8, TASK_SECONDS=0)
+    wait_until(lambda: scalar(ledger, "SELECT count(*) FROM skiplock.job") == 0, timeout=60, what="drained")
+    assert fleet.stop(rest) == 0, fleet.logs()
+    report = check(ledger, ids)
+    assert report.reruns == 0
+
+
+def test_heartbeats_keep_long_jobs_for_ten_leases(fleet: Fleet, ledger):
+    """Pass: jobs running 10x their 1 s lease are never reaped while their worker heartbeats
+    (attempt 1, no LeaseExpired, one execution each), even with an eager reaper beside them."""
+    ids = enqueue(ledger, 4)
+    worker = fleet.start(CONCURRENCY=4, LEASE=1, REAP_INTERVAL=0.2, TASK_SECONDS=10)
+    reaper = fleet.start(CONCURRENCY=1, LEASE=1, REAP_INTERVAL=0.2)  # runs no job (none left), reaps
+    wait_until(lambda: scalar(ledger, "SELECT count(*) FROM skiplock.job") == 0, timeout=60, what="done")
+    assert fleet.stop(worker) == 0, fleet.logs()
+    assert fleet.stop(reaper) == 0, fleet.logs()
+    report = check(ledger, ids)
+    assert (report.executions, report.lease_expired) == (4, 0)
+
+
+SKEW = """
+import time
+_real_time, _real_time_ns = time.time, time.time_ns
+_offset = float({offset})
+time.time = lambda: _real_time() + _offset
+time.time_ns = lambda: _real_time_ns() + int(_offset * 1e9)
+"""
+
+
+def test_workers_with_wrong_clocks_behave_like_the_rest(fleet: Fleet, ledger, tmp_path: Path):
+    """Pass: two workers whose clocks are 10 minutes ahead and behind drain due and delayed jobs
+    together: no delayed job runs before its run_at (database clock), no lease is reaped early,
+    every job runs once."""
+    due = enqueue(ledger, 200)
+    delayed = enqueue(ledger, 50, delays=[timedelta(seconds=3)])
+    for name, offset in (("ahead", 600), ("behind", -600)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "sitecustomize.py").write_text(SKEW.format(offset=offset))
+    procs = [
+        fleet.start(
+            PYTHONPATH=str(tmp_path / name), CONCURRENCY=4, LEASE=2, REAP_INTERVAL=0.3, TASK_SECONDS=0.01
+        )
+        for name in ("ahead", "behind")
+    ]
+    wait_until(lambda: scalar(ledger, "SELECT count(*) FROM skiplock.job") == 0, timeout=120, what="drained")
+    for p in procs:
+        assert fleet.stop(p) == 0, fleet.logs()
+    report = check(ledger, [*due, *delayed])
+    assert (report.reruns, report.lease_expired) == (0, 0)
+    early = scalar(
+        ledger,
+        "SELECT count(*) FROM ledger AS l JOIN skiplock.job_history AS h ON h.id = l.job_id WHERE l.started < h.run_at",
+    )
+    assert early == 0
+    skewed = ledger.execute("SELECT count(DISTINCT pid) FROM ledger").fetchone()[0]
+    assert skewed == 2  # both skewed workers ran jobs
+
+
+def test_many_jobs_survive_a_worker_killed_over_and_over(fleet: Fleet, ledger):
+    """Pass: while a fleet of 3 drains, one worker at a time is SIGKILLed and replaced every time
+    it has run a few jobs; in the end every job completed exactly once in history, re-runs only
+    where a lease was reaped."""
+    ids = enqueue(ledger, size(2_000, 20_000))
+    env = {"CONCURRENCY": 8, "LEASE": 1, "REAP_INTERVAL": 0.3, "TASK_SECONDS": 0.002}
+    procs = [fleet.start(**env) for _ in range(3)]
+    kills = 0
+    last = 0
+
+    def churn() -> bool:
+        nonlocal kills, last
+        ran = scalar(ledger, "SELECT count(*) FROM ledger")
+        if ran - last >= 200 and kills < size(5, 30):
+            victim = procs[kills % 3]
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(30)
+            procs[kills % 3] = fleet.start(**env)
+            kills += 1
+            last = ran
+        return scalar(ledger, "SELECT count(*) FROM skiplock.job") == 0
+
+    wait_until(churn, timeout=size(120, 1200), interval=0.05, what="drained through the kills")
+    for p in procs:
+        assert fleet.stop(p) == 0, fleet.logs()
+    report = check(ledger, ids)
+    assert kills == size(5, 30)
+    assert report.reruns <= report.lease_expired
