@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from invariants import check
 
+import skiplock
 from conftest import Fleet, enqueue, scalar, size
 from waiting import wait_until
 
@@ -157,40 +161,68 @@ def test_heartbeats_keep_long_jobs_for_ten_leases(fleet: Fleet, ledger):
 
 SKEW = """
 import time
-_real_time, _real_time_ns = time.time, time.time_ns
+
 _offset = float({offset})
+_real_time, _real_time_ns = time.time, time.time_ns
 time.time = lambda: _real_time() + _offset
 time.time_ns = lambda: _real_time_ns() + int(_offset * 1e9)
 """
 
 
 def test_workers_with_wrong_clocks_behave_like_the_rest(fleet: Fleet, ledger, tmp_path: Path):
-    """Pass: two workers whose clocks are 10 minutes ahead and behind drain due and delayed jobs
-    together: no delayed job runs before its run_at (database clock), no lease is reaped early,
-    every job runs once."""
+    """Pass: two workers whose clocks are 10 minutes ahead and behind (time.time) drain due and delayed jobs and run an every-second schedule together: no
+    delayed job or tick runs before its time (database clock), no tick is enqueued twice or
+    skipped, no lease is reaped early, every job runs once."""
     due = enqueue(ledger, 200)
     delayed = enqueue(ledger, 50, delays=[timedelta(seconds=3)])
+    ledger.execute(
+        "SELECT skiplock.upsert_schedule('tick', '* * * * * *', 'work', queue => 'faults', args => '{\"i\": 0}')"
+    )
     for name, offset in (("ahead", 600), ("behind", -600)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "sitecustomize.py").write_text(SKEW.format(offset=offset))
-    procs = [
-        fleet.start(
-            PYTHONPATH=str(tmp_path / name), CONCURRENCY=4, LEASE=2, REAP_INTERVAL=0.3, TASK_SECONDS=0.01
+        shown = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import datetime, time; print(time.time() - datetime.datetime.now().timestamp())",
+            ],
+            env={**os.environ, "PYTHONPATH": str(tmp_path / name)},
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        for name in ("ahead", "behind")
-    ]
-    wait_until(lambda: scalar(ledger, "SELECT count(*) FROM skiplock.job") == 0, timeout=120, what="drained")
+        assert abs(float(shown.stdout) - offset) < 1  # the shim is live in interpreters started so
+    env = {"CONCURRENCY": 4, "LEASE": 2, "REAP_INTERVAL": 0.3, "TASK_SECONDS": 0.01, "SCHEDULES": 1}
+    procs = [fleet.start(PYTHONPATH=str(tmp_path / name), **env) for name in ("ahead", "behind")]
+    wait_until(
+        lambda: (
+            scalar(ledger, "SELECT count(*) FROM skiplock.jobs WHERE args ->> 'i' = '0'") >= 6
+            and scalar(ledger, "SELECT count(*) FROM skiplock.job WHERE args ->> 'i' <> '0'") == 0
+        ),
+        timeout=120,
+        what="jobs drained and ticks fired",
+    )
+    ledger.execute("SELECT skiplock.pause_schedule('tick')")
+    wait_until(lambda: scalar(ledger, "SELECT count(*) FROM skiplock.job") == 0, timeout=60, what="drained")
     for p in procs:
         assert fleet.stop(p) == 0, fleet.logs()
-    report = check(ledger, [*due, *delayed])
+    ticks = [
+        r[0] for r in ledger.execute("SELECT id FROM skiplock.jobs WHERE args ->> 'i' = '0' ORDER BY run_at")
+    ]
+    report = check(ledger, [*due, *delayed, *ticks])
     assert (report.reruns, report.lease_expired) == (0, 0)
     early = scalar(
         ledger,
         "SELECT count(*) FROM ledger AS l JOIN skiplock.job_history AS h ON h.id = l.job_id WHERE l.started < h.run_at",
     )
     assert early == 0
-    skewed = ledger.execute("SELECT count(DISTINCT pid) FROM ledger").fetchone()[0]
-    assert skewed == 2  # both skewed workers ran jobs
+    runs = [
+        r[0]
+        for r in ledger.execute("SELECT run_at FROM skiplock.jobs WHERE args ->> 'i' = '0' ORDER BY run_at")
+    ]
+    assert runs == [runs[0] + timedelta(seconds=k) for k in range(len(runs))]  # once each, none skipped
+    assert scalar(ledger, "SELECT count(DISTINCT pid) FROM ledger") == 2  # both skewed workers ran jobs
 
 
 def test_many_jobs_survive_a_worker_killed_over_and_over(fleet: Fleet, ledger):
@@ -221,3 +253,23 @@ def test_many_jobs_survive_a_worker_killed_over_and_over(fleet: Fleet, ledger):
     report = check(ledger, ids)
     assert kills == size(5, 30)
     assert report.reruns <= report.lease_expired
+
+
+WALL_CLOCK = re.compile(
+    r"\b(time\.time|time\.time_ns|datetime\.now|datetime\.utcnow|datetime\.today|date\.today)\("
+)
+
+
+def test_the_library_never_reads_the_wall_clock():
+    """Pass: no module of skiplock calls time.time(), datetime.now() or the like: job states
+    depend on the database clock only (the worker times its own waits with the monotonic loop
+    clock), which is what makes the skew scenario above hold for any clock, not just time.time."""
+    src = Path(skiplock.__file__).parent
+    offenders = [
+        f"{path.relative_to(src)}:{n}: {line.strip()}"
+        for path in sorted(src.rglob("*.py"))
+        if path.name != "demo.py"  # the demo's elapsed-time display uses time.monotonic
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if WALL_CLOCK.search(line) and not line.lstrip().startswith("#")
+    ]
+    assert offenders == []
