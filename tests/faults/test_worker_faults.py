@@ -273,3 +273,18 @@ def test_the_library_never_reads_the_wall_clock():
         if WALL_CLOCK.search(line) and not line.lstrip().startswith("#")
     ]
     assert offenders == []
+
+
+def test_a_healthy_fleet_with_short_leases_never_loses_one(fleet: Fleet, ledger):
+    """Pass: two busy workers with 2 s leases drain thousands of short jobs without a single
+    lease expiring: heartbeats and completion batches that touch the same rows at once never
+    make a finished job look lost (it would run again after its lease)."""
+    ids = enqueue(ledger, size(10_000, 50_000))
+    env = {"CONCURRENCY": 16, "PREFETCH": 16, "LEASE": 2, "REAP_INTERVAL": 0.5, "TASK_SECONDS": 0.001}
+    procs = [fleet.start(**env) for _ in range(2)]
+    wait_until(lambda: scalar(ledger, "SELECT count(*) FROM skiplock.job") == 0, timeout=300, what="drained")
+    for p in procs:
+        assert fleet.stop(p) == 0, fleet.logs()
+    report = check(ledger, ids)
+    assert (report.reruns, report.lease_expired) == (0, 0)
+    assert "lease lost" not in fleet.logs()
