@@ -20,13 +20,12 @@ FROM skiplock.set_queue_limits(
 );
 
 -- name: rate_limits :many
-SELECT name, rate_limit, rate_burst
+SELECT name, rate_limit, rate_burst, key_rate_limit, key_rate_burst,
+       concurrency_limit IS NOT NULL OR key_concurrency_limit IS NOT NULL AS slot_limited
 FROM skiplock.queue
-WHERE name = ANY(%(queues)s::text[]) AND rate_limit IS NOT NULL
-UNION ALL
-SELECT name, key_rate_limit, key_rate_burst
-FROM skiplock.queue
-WHERE name = ANY(%(queues)s::text[]) AND key_rate_limit IS NOT NULL;
+WHERE name = ANY(%(queues)s::text[])
+  AND (rate_limit IS NOT NULL OR key_rate_limit IS NOT NULL
+       OR concurrency_limit IS NOT NULL OR key_concurrency_limit IS NOT NULL);
 
 -- name: queue_stats :many
 SELECT *

@@ -239,3 +239,22 @@ def test_three_processes_never_run_more_than_the_limit_per_key(dsn, conn, client
     for k, tenant in enumerate("abc"):
         assert peak_overlap([(s, f) for i, s, f in rows if i % 3 == k]) <= 2, tenant
     assert peak_overlap([(s, f) for _, s, f in rows]) > 2  # tenants ran side by side
+
+
+def test_a_concurrency_limited_queue_refills_as_slots_free_not_at_the_poll_floor(dsn, conn, client, workdir):
+    """Pass: with a 30 s poll floor, two workers drain 60 jobs of 50 ms through a limit of 3 in
+    well under one poll period: every finished job (skiplock_done) wakes the workers to claim the
+    freed slot, so the limit is used, not the poll floor."""
+    client.set_queue_limits("limited", concurrency=3)
+    client.enqueue_many([skiplock.JobSpec(task="limited", args={"i": i}, queue="limited") for i in range(60)])
+    procs = start_workers(dsn, workdir, 2, "--concurrency", "4", "--poll-interval", "30", task_seconds=0.05)
+    try:
+        wait_until(
+            lambda: conn.execute("SELECT count(*) FROM ledger").fetchone()[0] == 60,
+            timeout=25,  # under one poll period: only the done notifications can have woken them
+            what="all 60 jobs ran",
+        )
+    finally:
+        stop(procs)
+    intervals = [(s, f) for s, f in conn.execute("SELECT started, finished FROM ledger")]
+    assert peak_overlap(intervals) <= 3

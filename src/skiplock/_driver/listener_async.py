@@ -20,12 +20,14 @@ __all__ = ["CANCEL_CHANNEL", "CHANNEL", "AsyncListener"]
 
 CHANNEL = "skiplock_insert"  # payload: a queue with new due jobs
 CANCEL_CHANNEL = "skiplock_cancel"  # payload: the id of a running job whose cancellation was requested
+DONE_CHANNEL = "skiplock_done"  # payload: a queue where jobs finished (slots of limited queues free up)
 log = logging.getLogger("skiplock.listener")
 
 
 class AsyncListener:
     """LISTEN on ``skiplock_insert`` and call ``on_notify_cb(queue)`` for our queues; with
-    ``on_cancel_cb``, also on ``skiplock_cancel`` and call it with each job id."""
+    ``on_cancel_cb``, also on ``skiplock_cancel`` and call it with each job id; with
+    ``on_done_cb``, also on ``skiplock_done`` and call it for our queues."""
 
     def __init__(
         self,
@@ -35,6 +37,7 @@ class AsyncListener:
         on_connect_cb: Callable[[], None],
         *,
         on_cancel_cb: Callable[[int], None] | None = None,
+        on_done_cb: Callable[[str], None] | None = None,
         max_backoff_s: float = 5.0,
         ping_interval_s: float = 5.0,
     ) -> None:
@@ -43,6 +46,7 @@ class AsyncListener:
         self.on_notify_cb = on_notify_cb
         self.on_connect_cb = on_connect_cb
         self.on_cancel_cb = on_cancel_cb
+        self.on_done_cb = on_done_cb
         self.max_backoff_s = max_backoff_s
         self.ping_interval_s = ping_interval_s
         self.connected = asyncio.Event()
@@ -87,6 +91,8 @@ class AsyncListener:
         await conn.execute(f"LISTEN {CHANNEL}")
         if self.on_cancel_cb is not None:
             await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+        if self.on_done_cb is not None:
+            await conn.execute(f"LISTEN {DONE_CHANNEL}")
         self.connected.set()
         self.on_connect_cb()  # catch-up poll: anything enqueued while we were away
         while not self._stopping.is_set():
@@ -95,7 +101,12 @@ class AsyncListener:
                 if notify.channel == CANCEL_CHANNEL:
                     if self.on_cancel_cb is not None and notify.payload.isdigit():
                         self.on_cancel_cb(int(notify.payload))
-                elif notify.payload in self.queues:
+                elif notify.payload not in self.queues:
+                    continue
+                elif notify.channel == DONE_CHANNEL:
+                    if self.on_done_cb is not None:
+                        self.on_done_cb(notify.payload)
+                else:
                     self.on_notify_cb(notify.payload)
             if self._stopping.is_set():
                 return

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from skiplock.cli._common import DsnOption, dsn_of, fail, handle_errors
-from skiplock.settings import DEFAULT_GRACE_PERIOD, DEFAULT_LEASE
+from skiplock.settings import DEFAULT_GRACE_PERIOD, DEFAULT_LEASE, DEFAULT_POLL_INTERVAL
 from skiplock.worker import AsyncWorker
 
 
@@ -35,6 +35,12 @@ def worker(
     grace: Annotated[
         float, typer.Option(min=0, help="Seconds running jobs get to finish on SIGTERM.")
     ] = DEFAULT_GRACE_PERIOD.total_seconds(),
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.05, help="Seconds between claims when no NOTIFY wakes the worker (the pickup floor)."
+        ),
+    ] = DEFAULT_POLL_INTERVAL.total_seconds(),
     listen: Annotated[
         bool,
         typer.Option(
@@ -68,6 +74,7 @@ def worker(
         burst=burst,
         lease=timedelta(seconds=lease),
         grace_period=timedelta(seconds=grace),
+        poll_interval=timedelta(seconds=poll_interval),
         listen=listen,
         schedules=schedules,
         install_signal_handlers=True,

@@ -242,6 +242,8 @@ class AsyncWorker:
         # Rate-limited queues: claim again this soon after a short claim (see rate_poll_s), while
         # claims keep finding jobs; refreshed with every heartbeat.
         self._rate_poll: float | None = None
+        # Queues limited by running jobs (concurrency, per key): a finished job frees a slot.
+        self._slot_limited: frozenset[str] = frozenset()
         self._last_hit = 0.0  # loop time of the last claim that returned jobs
 
     async def __aenter__(self) -> AsyncWorker:
@@ -319,7 +321,12 @@ class AsyncWorker:
         loops.append(asyncio.create_task(self._progress_loop(), name="skiplock-progress"))
         if self.listen:
             self._listener = AsyncListener(
-                self.dsn, self.queues, self._on_notify, self._wake, on_cancel_cb=self._on_cancel
+                self.dsn,
+                self.queues,
+                self._on_notify,
+                self._wake,
+                on_cancel_cb=self._on_cancel,
+                on_done_cb=self._on_done,
             )
             loops.append(asyncio.create_task(self._listener.run(), name="skiplock-listener"))
         try:
@@ -423,6 +430,12 @@ class AsyncWorker:
 
     def _on_notify(self, queue: str) -> None:
         self._wakeup.set()
+
+    def _on_done(self, queue: str) -> None:
+        # Jobs finished somewhere in the fleet: a queue limited by running jobs has free slots now
+        # (for other queues a finished job changes nothing a claim could use).
+        if queue in self._slot_limited:
+            self._wakeup.set()
 
     def _on_cancel(self, job_id: int) -> None:
         """cancel() was called on a job we hold: stop it if it is async and running, else flag it."""
@@ -690,9 +703,14 @@ class AsyncWorker:
 
     async def _refresh_rate_limits(self) -> None:
         rows = await self._db(statements.rate_limits(self.queues), attempts=1)
-        self._rate_poll = rate_poll_s(
-            ((float(r["rate_limit"]), int(r["rate_burst"])) for r in rows), self.poll_interval.total_seconds()
-        )
+        buckets = [
+            (float(r["rate_limit"]), int(r["rate_burst"])) for r in rows if r["rate_limit"] is not None
+        ]
+        buckets += [
+            (float(r["key_rate_limit"]), int(r["key_rate_burst"])) for r in rows if r["key_rate_limit"]
+        ]
+        self._rate_poll = rate_poll_s(buckets, self.poll_interval.total_seconds())
+        self._slot_limited = frozenset(r["name"] for r in rows if r["slot_limited"])
 
     async def _beat(self) -> None:
         held = list(self._held.values())
