@@ -13,14 +13,35 @@ from psycopg_pool import AsyncConnectionPool
 
 from skiplock._core import cron as _cron
 from skiplock._core import statements
-from skiplock._core.rows import job_from_row, queue_stat_from_row, schedule_from_row
+from skiplock._core.rows import (
+    activity_from_row,
+    failure_from_row,
+    health_from_row,
+    job_from_row,
+    queue_stat_from_row,
+    schedule_from_row,
+    task_stat_from_row,
+)
 from skiplock._driver._acompat import ALock
 from skiplock._driver.connection import resolve_async
 from skiplock._driver.errors import translate
 from skiplock._driver.executor_async import AsyncExecutor
 from skiplock.backoff import Backoff
 from skiplock.errors import ConfigError, JobFailed, JobNotFound
-from skiplock.models import Job, JobSpec, JobState, Json, QueueLimits, QueueStat, Schedule, WorkerInfo
+from skiplock.models import (
+    Failure,
+    HealthCheck,
+    Job,
+    JobSpec,
+    JobState,
+    Json,
+    QueueActivity,
+    QueueLimits,
+    QueueStat,
+    Schedule,
+    TaskStat,
+    WorkerInfo,
+)
 from skiplock.settings import DEFAULT_QUEUE, ENQUEUE_CHUNK, redact, resolve_dsn
 
 __all__ = ["AsyncClient"]
@@ -355,6 +376,32 @@ class AsyncClient:
     async def queue_stats(self) -> list[QueueStat]:
         """Return ``skiplock.queue_stats``: counts per queue and state."""
         return [queue_stat_from_row(r) for r in await self._all(statements.queue_stats(), None)]
+
+    async def queue_activity(self) -> list[QueueActivity]:
+        """Each queue's last minute (``skiplock.queue_activity``): rates and pickup latency."""
+        return [activity_from_row(r) for r in await self._all(statements.queue_activity(), None)]
+
+    async def task_stats(self) -> list[TaskStat]:
+        """Each task's last five minutes (``skiplock.task_stats``): outcomes and run times."""
+        return [task_stat_from_row(r) for r in await self._all(statements.task_stats(), None)]
+
+    async def recent_failures(self, limit: int = 10) -> list[Failure]:
+        """The latest failed attempts of the last hour, newest first (``skiplock.recent_failures``)."""
+        return [failure_from_row(r) for r in await self._all(statements.recent_failures(limit), None)]
+
+    async def health(self) -> list[HealthCheck]:
+        """The checks of the PostgreSQL under the queue (``skiplock.health``), each with a fix."""
+        return [health_from_row(r) for r in await self._all(statements.health(), None)]
+
+    async def finished_since(self, seconds: float) -> dict[tuple[str, JobState], int]:
+        """Jobs finished in the last ``seconds``, per queue and final state (an indexed read)."""
+        rows = await self._all(statements.finished_since(seconds), None)
+        return {(r["queue"], JobState(r["state"])): int(r["jobs"]) for r in rows}
+
+    async def database_info(self) -> dict[str, Any]:
+        """The database's name, server version and skiplock schema version."""
+        row = await self._one(statements.database_info(), None)
+        return dict(row or {})
 
     async def reap(self, max_jobs: int = 1000) -> dict[int, JobState]:
         """Return expired leases to their queues now; return each job touched with its new state."""

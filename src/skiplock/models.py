@@ -161,3 +161,62 @@ class QueueLimits:
     per_key: int | None = None  # at most this many running per key
     key_rate: float | None = None  # at most this many started per second per key
     key_burst: int | None = None  # each key's bucket size
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueActivity:
+    """One row of ``skiplock.queue_activity``: a queue's last minute."""
+
+    queue: str
+    enqueued_per_second: float
+    started_per_second: float
+    completed_per_second: float
+    failed_per_second: float
+    pickup_p50: timedelta | None  # due -> started, first attempts started in the last minute
+    pickup_p95: timedelta | None
+    pickup_p99: timedelta | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStat:
+    """One row of ``skiplock.task_stats``: a task's last five minutes."""
+
+    queue: str
+    task: str
+    completed: int
+    failed: int
+    cancelled: int
+    failure_rate: float
+    run_p50: timedelta | None
+    run_p95: timedelta | None
+    run_p99: timedelta | None
+    retries: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failure:
+    """One row of ``skiplock.recent_failures``: a job's latest failed attempt of the last hour."""
+
+    id: int
+    queue: str
+    task: str
+    final: bool  # the job is failed for good (else it waits to retry)
+    attempt: int | None
+    failed_at: datetime | None
+    error_type: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthCheck:
+    """One row of ``skiplock.health``: a check of the PostgreSQL under the queue."""
+
+    name: str
+    status: str  # ok, warn or critical
+    value: str
+    detail: str
+    fix: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"

@@ -5,9 +5,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from skiplock.models import Job, JobState, QueueStat, Schedule
+from skiplock.models import (
+    Failure,
+    HealthCheck,
+    Job,
+    JobState,
+    QueueActivity,
+    QueueStat,
+    Schedule,
+    TaskStat,
+)
 
-__all__ = ["CLAIM_COLUMNS", "job_from_claim", "job_from_row", "queue_stat_from_row", "schedule_from_row"]
+__all__ = [
+    "CLAIM_COLUMNS",
+    "activity_from_row",
+    "failure_from_row",
+    "health_from_row",
+    "job_from_claim",
+    "job_from_row",
+    "queue_stat_from_row",
+    "schedule_from_row",
+    "task_stat_from_row",
+]
 
 _JOB_FIELDS = frozenset(Job.__dataclass_fields__)
 _STATES = {s.value: s for s in JobState}
@@ -76,3 +95,39 @@ def queue_stat_from_row(row: Mapping[str, Any]) -> QueueStat:
         key_concurrency_limit=row.get("key_concurrency_limit"),
         key_rate_limit=row.get("key_rate_limit"),
     )
+
+
+def activity_from_row(row: Mapping[str, Any]) -> QueueActivity:
+    return QueueActivity(
+        queue=row["queue"],
+        enqueued_per_second=float(row["enqueued_per_second"]),
+        started_per_second=float(row["started_per_second"]),
+        completed_per_second=float(row["completed_per_second"]),
+        failed_per_second=float(row["failed_per_second"]),
+        pickup_p50=row["pickup_p50"],
+        pickup_p95=row["pickup_p95"],
+        pickup_p99=row["pickup_p99"],
+    )
+
+
+def task_stat_from_row(row: Mapping[str, Any]) -> TaskStat:
+    return TaskStat(
+        queue=row["queue"],
+        task=row["task"],
+        completed=int(row["completed"]),
+        failed=int(row["failed"]),
+        cancelled=int(row["cancelled"]),
+        failure_rate=float(row["failure_rate"]),
+        run_p50=row["run_p50"],
+        run_p95=row["run_p95"],
+        run_p99=row["run_p99"],
+        retries=int(row["retries"]),
+    )
+
+
+def failure_from_row(row: Mapping[str, Any]) -> Failure:
+    return Failure(**{k: row[k] for k in Failure.__dataclass_fields__})
+
+
+def health_from_row(row: Mapping[str, Any]) -> HealthCheck:
+    return HealthCheck(**{k: row[k] for k in HealthCheck.__dataclass_fields__})

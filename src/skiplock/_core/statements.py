@@ -322,3 +322,27 @@ def ensure_partitions(days_ahead: int = 3) -> BoundStatement:
 
 def drop_partitions(retention: timedelta) -> BoundStatement:
     return _bind("drop_partitions", retention=retention)
+
+
+def queue_activity() -> BoundStatement:
+    return _bind("queue_activity")
+
+
+def task_stats() -> BoundStatement:
+    return _bind("task_stats")
+
+
+def recent_failures(limit: int) -> BoundStatement:
+    return _bind("recent_failures", limit=limit)
+
+
+def health() -> BoundStatement:
+    return _bind("health")
+
+
+def finished_since(seconds: float) -> BoundStatement:
+    return _bind("finished_since", seconds=seconds)
+
+
+def database_info() -> BoundStatement:
+    return _bind("database_info")

@@ -8,6 +8,7 @@ from skiplock.cli import job, queue, schedule, workers
 from skiplock.cli.demo import demo
 from skiplock.cli.enqueue import enqueue
 from skiplock.cli.migrate import migrate
+from skiplock.cli.monitor import doctor, monitor
 from skiplock.cli.worker import worker
 
 __all__ = ["app", "main"]
@@ -23,6 +24,8 @@ app.command()(migrate)
 app.command()(worker)
 app.command()(enqueue)
 app.command()(demo)
+app.command()(monitor)
+app.command()(doctor)
 app.add_typer(job.app, name="jobs")
 app.add_typer(queue.app, name="queues")
 app.add_typer(schedule.app, name="schedules")

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from skiplock._core.text import printable
 from skiplock.errors import SkiplockError
 from skiplock.settings import resolve_dsn, scrub
 
@@ -31,12 +32,10 @@ DsnOption = Annotated[
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F] if chr(i) not in "\n"}
-
 
 def safe(value: object) -> str:
     """Render job data for a terminal: control characters (ANSI escapes too) shown, never sent."""
-    return escape(str(value).translate(_CONTROL))
+    return escape(printable(value))
 
 
 def dsn_of(dsn: str | None) -> str:

@@ -1,0 +1,245 @@
+-- 0013_monitoring_views: what `skiplock monitor`, `skiplock doctor` and metrics read, for plain
+-- SQL too.
+--
+-- queue_activity  per queue, the last minute: jobs enqueued, started, finished per second, and
+--                 pickup latency (due -> first started) percentiles.
+-- task_stats      per queue and task, the last five minutes of history: outcomes, failure rate,
+--                 run time percentiles.
+-- recent_failures the latest failed attempts (final or not) of the last hour.
+-- health          one row per check of the PostgreSQL under the queue, with a status
+--                 (ok / warn / critical) at documented thresholds, the value, and a fix.
+--
+-- The long-transaction thresholds are settings: skiplock.long_transaction_warn (default 1 minute)
+-- and skiplock.long_transaction_critical (5 minutes), e.g. ALTER DATABASE app SET ... = '30s'.
+--
+-- Every view reads a short time window through the indexes (BRIN on finished_at for history,
+-- the claim and running-job indexes for live jobs) or small catalogs; none holds a snapshot
+-- beyond its own statement. Seeing other sessions' transactions in `health` needs pg_monitor
+-- (or pg_read_all_stats) for roles other than superusers.
+--
+-- Migrations note: creates views only.
+
+CREATE VIEW skiplock.queue_activity AS
+    WITH created AS (
+        SELECT j.queue, count(*) AS n FROM skiplock.job AS j
+        WHERE j.created_at >= now() - interval '1 minute' GROUP BY j.queue
+        UNION ALL
+        SELECT h.queue, count(*) FROM skiplock.job_history AS h
+        WHERE h.finished_at >= now() - interval '1 minute' AND h.created_at >= now() - interval '1 minute'
+        GROUP BY h.queue
+    ),
+    started AS (
+        SELECT j.queue, j.attempted_at, j.run_at FROM skiplock.job AS j
+        WHERE j.state = 'running' AND j.attempt = 1 AND j.attempted_at >= now() - interval '1 minute'
+        UNION ALL
+        SELECT h.queue, h.attempted_at, h.run_at FROM skiplock.job_history AS h
+        WHERE h.finished_at >= now() - interval '1 minute' AND h.attempt = 1
+          AND h.attempted_at >= now() - interval '1 minute'
+    ),
+    finished AS (
+        SELECT h.queue, count(*) FILTER (WHERE h.state = 'completed') AS completed,
+               count(*) FILTER (WHERE h.state = 'failed') AS failed
+        FROM skiplock.job_history AS h
+        WHERE h.finished_at >= now() - interval '1 minute'
+        GROUP BY h.queue
+    ),
+    latency AS (
+        SELECT s.queue, count(*) AS started,
+               percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+                   ORDER BY extract(epoch FROM greatest(s.attempted_at - s.run_at, interval '0'))) AS p
+        FROM started AS s
+        GROUP BY s.queue
+    ),
+    queues AS (
+        SELECT c.queue FROM created AS c UNION SELECT l.queue FROM latency AS l
+        UNION SELECT f.queue FROM finished AS f
+    )
+    SELECT q.queue,
+           round(COALESCE((SELECT sum(c.n) FROM created AS c WHERE c.queue = q.queue), 0) / 60.0, 2)
+               AS enqueued_per_second,
+           round(COALESCE(l.started, 0) / 60.0, 2) AS started_per_second,
+           round(COALESCE(f.completed, 0) / 60.0, 2) AS completed_per_second,
+           round(COALESCE(f.failed, 0) / 60.0, 2) AS failed_per_second,
+           make_interval(secs => l.p[1]) AS pickup_p50,
+           make_interval(secs => l.p[2]) AS pickup_p95,
+           make_interval(secs => l.p[3]) AS pickup_p99
+    FROM queues AS q
+    LEFT JOIN latency AS l ON l.queue = q.queue
+    LEFT JOIN finished AS f ON f.queue = q.queue;
+
+CREATE VIEW skiplock.task_stats AS
+    SELECT h.queue, h.task,
+           count(*) FILTER (WHERE h.state = 'completed') AS completed,
+           count(*) FILTER (WHERE h.state = 'failed') AS failed,
+           count(*) FILTER (WHERE h.state = 'cancelled') AS cancelled,
+           round(count(*) FILTER (WHERE h.state = 'failed')::numeric / count(*), 4) AS failure_rate,
+           make_interval(secs => percentile_cont(0.5) WITHIN GROUP (
+               ORDER BY extract(epoch FROM h.finished_at - h.attempted_at)) FILTER (WHERE h.state = 'completed'))
+               AS run_p50,
+           make_interval(secs => percentile_cont(0.95) WITHIN GROUP (
+               ORDER BY extract(epoch FROM h.finished_at - h.attempted_at)) FILTER (WHERE h.state = 'completed'))
+               AS run_p95,
+           make_interval(secs => percentile_cont(0.99) WITHIN GROUP (
+               ORDER BY extract(epoch FROM h.finished_at - h.attempted_at)) FILTER (WHERE h.state = 'completed'))
+               AS run_p99,
+           sum(greatest(h.attempt - 1, 0)) AS retries
+    FROM skiplock.job_history AS h
+    WHERE h.finished_at >= now() - interval '5 minutes'
+    GROUP BY h.queue, h.task;
+
+CREATE VIEW skiplock.recent_failures AS
+    SELECT f.id, f.queue, f.task, f.final, (f.e ->> 'attempt')::integer AS attempt,
+           (f.e ->> 'at')::timestamptz AS failed_at, f.e ->> 'type' AS error_type, f.e ->> 'error' AS error
+    FROM (
+        SELECT h.id, h.queue, h.task, true AS final, h.errors -> -1 AS e
+        FROM skiplock.job_history AS h
+        WHERE h.state = 'failed' AND h.finished_at >= now() - interval '1 hour'
+        UNION ALL
+        SELECT j.id, j.queue, j.task, false, j.errors -> -1
+        FROM skiplock.job AS j
+        WHERE j.state = 'retryable'
+    ) AS f
+    WHERE (f.e ->> 'at')::timestamptz >= now() - interval '1 hour';
+
+CREATE VIEW skiplock.health AS
+    WITH hot AS (
+        SELECT s.n_live_tup, s.n_dead_tup, greatest(s.last_vacuum, s.last_autovacuum) AS vacuumed_at,
+               pg_table_size('skiplock.job'::regclass) AS table_bytes,
+               pg_indexes_size('skiplock.job'::regclass) AS index_bytes,
+               c.reloptions
+        FROM pg_stat_user_tables AS s
+        JOIN pg_class AS c ON c.oid = s.relid
+        WHERE s.relid = 'skiplock.job'::regclass
+    ),
+    horizon AS (
+        -- A snapshot (backend_xmin) or a transaction id (backend_xid) both hold the horizon back.
+        SELECT a.pid, now() - a.xact_start AS age, a.state, a.application_name, a.usename,
+               greatest(age(a.backend_xmin), age(a.backend_xid)) AS xmin_age
+        FROM pg_stat_activity AS a
+        WHERE (a.backend_xmin IS NOT NULL OR a.backend_xid IS NOT NULL)
+          AND a.pid <> pg_backend_pid() AND a.datname = current_database()
+        ORDER BY a.xact_start
+        LIMIT 1
+    ),
+    slots AS (
+        SELECT count(*) AS n, max(age(COALESCE(r.xmin, r.catalog_xmin))) AS xmin_age
+        FROM pg_replication_slots AS r
+        WHERE r.xmin IS NOT NULL OR r.catalog_xmin IS NOT NULL
+    ),
+    prepared AS (
+        SELECT count(*) AS n, max(now() - p.prepared) AS age FROM pg_prepared_xacts AS p
+    ),
+    parts AS (
+        SELECT count(*) AS n,
+               max(to_date(substring(c.relname FROM 'job_history_p(\d{8})$'), 'YYYYMMDD')) AS last_day,
+               sum(pg_table_size(c.oid)) AS bytes
+        FROM pg_inherits AS i
+        JOIN pg_class AS c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'skiplock.job_history'::regclass AND c.relname ~ '^job_history_p\d{8}$'
+    ),
+    expired AS (
+        SELECT count(*) AS n FROM skiplock.job AS j
+        WHERE j.state = 'running' AND j.lease_expires_at < now() - interval '1 minute'
+    ),
+    checks AS (
+        SELECT 'dead_tuples' AS name, h.n_dead_tup::text || ' dead, ' || h.n_live_tup || ' live' AS value,
+               CASE WHEN h.n_dead_tup > 1000000 AND h.n_dead_tup > 2 * h.n_live_tup THEN 'critical'
+                    WHEN h.n_dead_tup > 100000 AND h.n_dead_tup > h.n_live_tup THEN 'warn'
+                    ELSE 'ok' END AS status,
+               'skiplock.job, the hot table: dead rows slow every claim until vacuum removes them' AS detail,
+               'find what holds the xmin horizon (oldest_transaction below) and end it; check autovacuum runs' AS fix
+        FROM hot AS h
+        UNION ALL
+        SELECT 'hot_table_size', pg_size_pretty(h.table_bytes) || ' + ' || pg_size_pretty(h.index_bytes) || ' indexes',
+               CASE WHEN h.table_bytes + h.index_bytes > 8 * 1024^3 THEN 'warn' ELSE 'ok' END,
+               'skiplock.job holds live jobs only; it stays small unless a backlog builds or vacuum falls behind',
+               'drain the backlog; a table bloated after an incident shrinks with VACUUM FULL skiplock.job (locks it)'
+        FROM hot AS h
+        UNION ALL
+        SELECT 'last_vacuum', COALESCE(to_char(now() - h.vacuumed_at, 'HH24:MI:SS') || ' ago', 'never'),
+               CASE WHEN h.n_dead_tup > 100000 AND (h.vacuumed_at IS NULL OR h.vacuumed_at < now() - interval '1 hour')
+                    THEN 'warn' ELSE 'ok' END,
+               'the last (auto)vacuum of skiplock.job',
+               'check autovacuum is on and has workers free (autovacuum_max_workers); VACUUM skiplock.job by hand meanwhile'
+        FROM hot AS h
+        UNION ALL
+        SELECT 'autovacuum_settings', COALESCE(array_to_string(h.reloptions, ', '), 'defaults'),
+               CASE WHEN h.reloptions @> ARRAY['autovacuum_vacuum_scale_factor=0'] THEN 'ok' ELSE 'warn' END,
+               'skiplock.job is vacuumed by dead-row count (scale factor 0), not by a fraction of its size',
+               'ALTER TABLE skiplock.job SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000)'
+        FROM hot AS h
+        UNION ALL
+        SELECT 'oldest_transaction',
+               COALESCE('pid ' || x.pid || ' (' || COALESCE(NULLIF(x.application_name, ''), x.usename::text, '?')
+                        || ', ' || COALESCE(x.state, '?') || ') open ' || to_char(x.age, 'HH24:MI:SS')
+                        || ', xmin age ' || x.xmin_age, 'none'),
+               CASE WHEN x.age > COALESCE(NULLIF(current_setting('skiplock.long_transaction_critical', true), '')::interval,
+                                          interval '5 minutes') THEN 'critical'
+                    WHEN x.age > COALESCE(NULLIF(current_setting('skiplock.long_transaction_warn', true), '')::interval,
+                                          interval '1 minute') THEN 'warn'
+                    ELSE 'ok' END,
+               'the session holding back the xmin horizon: no row deleted after its snapshot can be vacuumed',
+               COALESCE('end it: SELECT pg_terminate_backend(' || x.pid || '); and set idle_in_transaction_session_timeout',
+                        'nothing to do')
+        FROM (SELECT 1) AS one LEFT JOIN horizon AS x ON true
+        UNION ALL
+        SELECT 'replication_slots', s.n || ' holding xmin' || COALESCE(', oldest age ' || s.xmin_age, ''),
+               CASE WHEN s.xmin_age > 100000000 THEN 'critical' WHEN s.n > 0 AND s.xmin_age > 10000000 THEN 'warn'
+                    ELSE 'ok' END,
+               'replication slots whose consumers lag hold back vacuum like a long transaction',
+               'advance or drop the slot: SELECT pg_drop_replication_slot(name)'
+        FROM slots AS s
+        UNION ALL
+        SELECT 'prepared_transactions', p.n || COALESCE(', oldest ' || to_char(p.age, 'HH24:MI:SS'), ''),
+               CASE WHEN p.age > interval '5 minutes' THEN 'warn' ELSE 'ok' END,
+               'forgotten two-phase transactions hold the xmin horizon and their locks',
+               'COMMIT PREPARED or ROLLBACK PREPARED them (pg_prepared_xacts lists them)'
+        FROM prepared AS p
+        UNION ALL
+        SELECT 'partitions_ahead',
+               COALESCE((p.last_day - (now() AT TIME ZONE 'UTC')::date)::text || ' days ahead, ' || p.n
+                        || ' partitions, ' || pg_size_pretty(p.bytes), 'no partitions'),
+               CASE WHEN p.last_day IS NULL OR p.last_day < (now() AT TIME ZONE 'UTC')::date THEN 'critical'
+                    WHEN p.last_day < (now() AT TIME ZONE 'UTC')::date + 1 THEN 'warn' ELSE 'ok' END,
+               'daily history partitions created ahead by worker maintenance; finished jobs land in the default partition without them',
+               'run a worker with maintenance on, or SELECT skiplock.ensure_partitions(3)'
+        FROM parts AS p
+        UNION ALL
+        SELECT 'default_partition', count(*)::text || ' rows',
+               CASE WHEN count(*) > 0 THEN 'warn' ELSE 'ok' END,
+               'finished jobs that found no daily partition',
+               'SELECT skiplock.ensure_partitions(3) moves them into proper partitions'
+        FROM (SELECT 1 FROM skiplock.job_history_default LIMIT 10000) AS d
+        UNION ALL
+        SELECT 'history_retention',
+               COALESCE('oldest partition ' || min(to_date(substring(c.relname FROM 'job_history_p(\d{8})$'), 'YYYYMMDD')),
+                        'no partitions'),
+               CASE WHEN min(to_date(substring(c.relname FROM 'job_history_p(\d{8})$'), 'YYYYMMDD'))
+                         < (now() AT TIME ZONE 'UTC')::date - 60 THEN 'warn' ELSE 'ok' END,
+               'worker maintenance drops history partitions older than the retention (7 days by default)',
+               'run a worker with maintenance on, or SELECT skiplock.drop_partitions(interval ''7 days'')'
+        FROM pg_inherits AS i
+        JOIN pg_class AS c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'skiplock.job_history'::regclass AND c.relname ~ '^job_history_p\d{8}$'
+        UNION ALL
+        SELECT 'notify_queue', round((pg_notification_queue_usage() * 100)::numeric, 2) || '% used',
+               CASE WHEN pg_notification_queue_usage() > 0.5 THEN 'critical'
+                    WHEN pg_notification_queue_usage() > 0.1 THEN 'warn' ELSE 'ok' END,
+               'the NOTIFY queue fills when a session LISTENs but never reads; NOTIFY fails when it is full',
+               'find the LISTENing session that stopped reading (pg_stat_activity) and end it'
+        UNION ALL
+        SELECT 'expired_leases', e.n || ' running jobs past their lease by over a minute',
+               CASE WHEN e.n > 0 THEN 'warn' ELSE 'ok' END,
+               'jobs whose worker died, not yet returned by a reaper',
+               'run at least one worker (every worker reaps), or SELECT * FROM skiplock.reap()'
+        FROM expired AS e
+        UNION ALL
+        SELECT 'stale_workers', count(*) FILTER (WHERE w.stale) || ' of ' || count(*) || ' silent over a minute',
+               CASE WHEN count(*) FILTER (WHERE w.stale) > 0 THEN 'warn' ELSE 'ok' END,
+               'registered workers that stopped heartbeating (crashed or hung); forgotten after 10 minutes',
+               'check those hosts; their jobs come back when their leases expire'
+        FROM skiplock.workers AS w
+    )
+    SELECT c.name, c.status, c.value, c.detail, c.fix FROM checks AS c;
+
+SELECT * FROM skiplock._grant_roles();

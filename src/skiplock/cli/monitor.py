@@ -1,0 +1,86 @@
+"""`skiplock monitor` and `skiplock doctor`: see the queue and the PostgreSQL under it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from skiplock.cli._common import DsnOption, console, dsn_of, handle_errors, safe
+from skiplock.client import Client
+from skiplock.migrate import Migrator
+from skiplock.monitor import Monitor
+
+
+@handle_errors
+def monitor(
+    dsn: DsnOption = None,
+    queue: Annotated[str | None, typer.Option(help="Show this queue only.")] = None,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes.")] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="Print one snapshot and exit.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one snapshot as JSON and exit.")] = False,
+) -> None:
+    """A live view of queues, workers, failures and PostgreSQL health. Read-only."""
+    with Client(dsn_of(dsn), min_size=1, max_size=1) as client:
+        mon = Monitor(client, queue=queue)
+        if as_json:
+            print(mon.snapshot().to_json())
+            return
+        if once:
+            console.print(mon.render(mon.snapshot(), console.size.width))
+            return
+        # Follow the terminal's real size as it changes: an exported COLUMNS/LINES would pin it.
+        for var in ("COLUMNS", "LINES"):
+            os.environ.pop(var, None)
+        screen = Console(highlight=False)
+        # Ctrl-C leaves Live first (it restores the terminal), then ends the command quietly.
+        with (
+            contextlib.suppress(KeyboardInterrupt),
+            Live(
+                mon.render(mon.snapshot(), screen.size.width), console=screen, screen=True, auto_refresh=False
+            ) as live,
+        ):
+            while True:
+                time.sleep(interval)  # the refresh period, not a wait for a condition
+                live.update(mon.render(mon.snapshot(), screen.size.width), refresh=True)
+
+
+@handle_errors
+def doctor(dsn: DsnOption = None) -> None:
+    """Check the schema and the PostgreSQL under the queue; print a fix for each problem.
+
+    Exits 1 when any check is not ok.
+    """
+    target = dsn_of(dsn)
+    problems = 0
+    status = Migrator(target).status()
+    if status.is_current:
+        console.print(f"[green]ok[/]       schema: migrations 1-{max(status.applied)} applied")
+    else:
+        problems += 1
+        detail = []
+        detail += [f"pending {list(status.pending)}"] if status.pending else []
+        detail += [f"unknown to this package {list(status.unknown)}"] if status.unknown else []
+        detail += [f"changed since applied {list(status.mismatched)}"] if status.mismatched else []
+        console.print(f"[red]critical[/] schema: {', '.join(detail) or 'not installed'}")
+        console.print("         fix: run `skiplock migrate` (or upgrade skiplock for unknown migrations)")
+        if not status.applied:
+            raise typer.Exit(1)
+    with Client(target, min_size=1, max_size=1) as client:
+        checks = client.health()
+    for check in checks:
+        colour = {"ok": "green", "warn": "yellow"}.get(check.status, "red")
+        console.print(f"[{colour}]{check.status:<8}[/] {safe(check.name)}: {safe(check.value)}")
+        if not check.ok:
+            problems += 1
+            console.print(f"         {safe(check.detail)}")
+            console.print(f"         fix: {safe(check.fix)}")
+    if problems:
+        console.print(f"{problems} problem(s) found")
+        raise typer.Exit(1)
+    console.print("all checks passed")
