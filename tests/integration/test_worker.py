@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from datetime import timedelta
 
@@ -397,3 +398,21 @@ async def test_a_running_worker_lists_itself_with_the_jobs_it_holds(dsn, client)
         await worker.stop()
         await running
     assert client.workers() == []  # deregistered on the way out
+
+
+async def test_job_log_records_carry_stable_extra_keys(dsn, client, caplog):
+    """Pass: log records about a job carry job_id, task, queue and attempt as attributes, for
+    JSON formatters and log pipelines."""
+
+    @skiplock.task(queue="logs", max_attempts=2)
+    def flaky() -> None:
+        raise ValueError("nope")
+
+    job = flaky.using(client=client).enqueue()
+    with caplog.at_level(logging.DEBUG, logger="skiplock"):
+        await skiplock.AsyncWorker([flaky], dsn=dsn, burst=True, maintenance=False, schedules=False).run()
+    about = [r for r in caplog.records if getattr(r, "job_id", None) == job.id]
+    assert {r.levelname for r in about} >= {"DEBUG", "INFO"}  # ran, failed an attempt
+    for record in about:
+        assert (record.task, record.queue) == ("flaky", "logs")  # type: ignore[attr-defined]
+        assert record.attempt in (1, 2)  # type: ignore[attr-defined]

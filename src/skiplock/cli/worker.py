@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from skiplock.cli._common import DsnOption, dsn_of, fail, handle_errors
+from skiplock.metrics import WorkerCollector, serve
 from skiplock.settings import DEFAULT_GRACE_PERIOD, DEFAULT_LEASE, DEFAULT_POLL_INTERVAL
 from skiplock.worker import AsyncWorker
 
@@ -54,6 +55,12 @@ def worker(
             help="Run the cron scheduler (fires every due schedule, each tick once).",
         ),
     ] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Serve this worker's Prometheus metrics on this port (skiplock[metrics])."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
     """Run a worker: claim, run and acknowledge jobs until SIGTERM/SIGINT (twice: at once)."""
@@ -79,6 +86,8 @@ def worker(
         schedules=schedules,
         install_signal_handlers=True,
     )
+    if metrics_port is not None:
+        serve(WorkerCollector(runner), metrics_port)
     asyncio.run(runner.run())
     if runner.forced or runner.has_stuck_threads:
         # Task threads cannot be interrupted; their jobs are already released or failed.

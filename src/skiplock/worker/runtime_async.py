@@ -104,6 +104,11 @@ class _Outcome:
     retryable: bool = True
 
 
+def _fields(job: Job) -> dict[str, Any]:
+    """The stable ``extra`` keys of every log record about a job (for JSON log formatters)."""
+    return {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempt}
+
+
 def _policy_delay(task: Task[Any], job: Job) -> timedelta | None:
     """The delay before the next attempt by the task's policy, or None for the database to decide:
     a job enqueued with its own policy (``using(retry_backoff=...)``) has it applied by
@@ -446,7 +451,7 @@ class AsyncWorker:
         held.ctx._cancel_requested = True  # what a sync task can see
         task = self.tasks.get(held.job.task)
         if held.is_cancellable and held.task is not None and task is not None and task.is_async:
-            log.info("job %s: cancelled on request; stopping it", job_id)
+            log.info("job %s: cancelled on request; stopping it", job_id, extra=_fields(held.job))
             held.task.cancel()
 
     def _on_signal(self, sig: int) -> None:
@@ -578,10 +583,21 @@ class AsyncWorker:
 
     async def _finish(self, held: _Held, outcome: _Outcome) -> None:
         job = held.job
+        if log.isEnabledFor(logging.DEBUG):  # per job: only when asked for
+            log.debug(
+                "job %s (%s) attempt %s ran: %s",
+                job.id,
+                job.task,
+                job.attempt,
+                outcome.kind,
+                extra=_fields(job),
+            )
         if held.ctx.lease_lost:
             self._held.pop(job.id, None)
             self._outcomes += 1
-            log.warning("job %s finished after its lease was lost; outcome discarded", job.id)
+            log.warning(
+                "job %s finished after its lease was lost; outcome discarded", job.id, extra=_fields(job)
+            )
             return
         if outcome.kind == "complete":
             self._acks.append((held, outcome.result))
@@ -607,15 +623,27 @@ class AsyncWorker:
             state = rows[0]["state"] if rows else None
             if state is None:
                 self.stats.lost += 1
-                log.warning("job %s: lease lost before its failure was recorded", job.id)
+                log.warning("job %s: lease lost before its failure was recorded", job.id, extra=_fields(job))
             elif state == "retryable":
                 self.stats.retried += 1
-                log.info("job %s (%s) failed attempt %s: %s", job.id, job.task, job.attempt, outcome.error)
+                log.info(
+                    "job %s (%s) failed attempt %s: %s",
+                    job.id,
+                    job.task,
+                    job.attempt,
+                    outcome.error,
+                    extra=_fields(job),
+                )
             else:
                 self.stats.failed += 1
-                log.warning("job %s (%s) %s: %s", job.id, job.task, state, outcome.error)
+                log.warning("job %s (%s) %s: %s", job.id, job.task, state, outcome.error, extra=_fields(job))
         except SkiplockError as exc:
-            log.error("job %s: could not record its outcome (%s); its lease will expire", job.id, exc)
+            log.error(
+                "job %s: could not record its outcome (%s); its lease will expire",
+                job.id,
+                exc,
+                extra=_fields(job),
+            )
         finally:
             self._held.pop(job.id, None)
             self._outcomes += 1
@@ -653,7 +681,9 @@ class AsyncWorker:
             self._held.pop(held.job.id, None)
             if held.job.id not in done:
                 self.stats.lost += 1
-                log.warning("job %s: lease lost before completion was recorded", held.job.id)
+                log.warning(
+                    "job %s: lease lost before completion was recorded", held.job.id, extra=_fields(held.job)
+                )
         self.stats.completed += len(done)
         self._jobs_done_since_beat += len(done)
         if self.burst:
@@ -724,7 +754,11 @@ class AsyncWorker:
                 for h in held:
                     if h.job.id not in extended and h.job.id in self._held:
                         h.ctx._lease_lost = True
-                        log.warning("job %s: lease lost (reaped or finalized elsewhere)", h.job.id)
+                        log.warning(
+                            "job %s: lease lost (reaped or finalized elsewhere)",
+                            h.job.id,
+                            extra=_fields(h.job),
+                        )
             done, self._jobs_done_since_beat = self._jobs_done_since_beat, 0
             alive = await self._db(statements.worker_heartbeat(self.worker_id, done), attempts=1)
             if alive and not alive[0]["alive"]:
