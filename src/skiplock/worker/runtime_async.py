@@ -752,7 +752,9 @@ class AsyncWorker:
                 )
                 extended = {int(r["id"]) for r in rows}
                 for h in held:
-                    if h.job.id not in extended and h.job.id in self._held:
+                    # A finishing job's outcome may have been recorded while this heartbeat ran:
+                    # its own complete/fail reports whether the lease was really lost.
+                    if h.job.id not in extended and h.job.id in self._held and h.phase != "finishing":
                         h.ctx._lease_lost = True
                         log.warning(
                             "job %s: lease lost (reaped or finalized elsewhere)",
