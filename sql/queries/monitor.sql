@@ -30,3 +30,9 @@ GROUP BY queue, state;
 -- name: database_info :one
 SELECT current_database() AS database, current_setting('server_version') AS server_version,
        (SELECT max(version) FROM skiplock.migration) AS schema_version;
+
+-- name: enable_events :one
+SELECT skiplock.enable_events() AS enabled;
+
+-- name: disable_events :one
+SELECT skiplock.disable_events() AS was_enabled;

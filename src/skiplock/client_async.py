@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta
 from time import monotonic as _monotonic
 from types import TracebackType
@@ -27,8 +27,10 @@ from skiplock._driver.connection import resolve_async
 from skiplock._driver.errors import translate
 from skiplock._driver.executor_async import AsyncExecutor
 from skiplock.backoff import Backoff
-from skiplock.errors import ConfigError, JobFailed, JobNotFound
+from skiplock.errors import ConfigError, DatabaseUnavailable, JobFailed, JobNotFound
 from skiplock.models import (
+    EVENT_KINDS,
+    Event,
     Failure,
     HealthCheck,
     Job,
@@ -402,6 +404,48 @@ class AsyncClient:
         """The database's name, server version and skiplock schema version."""
         row = await self._one(statements.database_info(), None)
         return dict(row or {})
+
+    async def enable_events(self) -> None:
+        """Start emitting lifecycle events (``skiplock.enable_events()``; the schema owner's call)."""
+        await self._one(statements.enable_events(), None)
+
+    async def disable_events(self) -> None:
+        """Stop emitting lifecycle events (``skiplock.disable_events()``)."""
+        await self._one(statements.disable_events(), None)
+
+    async def events(
+        self,
+        *,
+        queues: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[Event]:
+        """Yield lifecycle events as transactions commit them, on a connection of its own.
+
+        Events must be enabled (:meth:`enable_events`). Each is a kind and a queue, coalesced per
+        transaction and never carrying job data: read what you need from the views. Stops after
+        ``timeout`` seconds in all (None: never).
+
+        Raises:
+            ConfigError: an unknown event kind.
+        """
+        wanted_kinds = frozenset(kinds) if kinds else None
+        if wanted_kinds is not None and not wanted_kinds <= frozenset(EVENT_KINDS):
+            raise ConfigError(f"unknown event kinds {sorted(wanted_kinds - frozenset(EVENT_KINDS))}")
+        wanted_queues = frozenset(queues) if queues else None
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                self.dsn, autocommit=True, application_name="skiplock-events"
+            ) as conn:
+                await conn.execute("LISTEN skiplock_event")
+                async for note in conn.notifies(timeout=timeout):
+                    kind, _, queue = note.payload.partition(":")
+                    if (wanted_kinds is None or kind in wanted_kinds) and (
+                        wanted_queues is None or queue in wanted_queues
+                    ):
+                        yield Event(kind=kind, queue=queue)
+        except psycopg.Error as exc:
+            raise translate(exc) or DatabaseUnavailable(str(exc)) from exc
 
     async def reap(self, max_jobs: int = 1000) -> dict[int, JobState]:
         """Return expired leases to their queues now; return each job touched with its new state."""

@@ -220,3 +220,15 @@ class HealthCheck:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+#: The lifecycle events on channel ``skiplock_event`` (see ``skiplock.enable_events``).
+EVENT_KINDS = ("enqueued", "started", "progress", "retried", "completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Jobs of ``queue`` went through ``kind`` in one transaction (coalesced: no job data)."""
+
+    kind: str  # one of EVENT_KINDS
+    queue: str

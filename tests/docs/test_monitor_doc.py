@@ -32,7 +32,7 @@ def test_monitor_doc_commands_exist(dsn):
         args = command.split()[1:]
         if args[0] == "monitor" and "--once" not in args and "--json" not in args:
             args.append("--once")  # the live screen runs until Ctrl-C: test_monitor_tmux drives it
-        if args[0] in ("doctor", "metrics", "worker"):
+        if args[0] in ("doctor", "metrics", "worker", "events"):
             args.append("--help")  # a verdict, or a server: each tested in tests/integration
         result = runner.invoke(app, args if "--help" in args else [*args, "--dsn", dsn])
         assert result.exit_code == 0, (command, result.output)

@@ -346,3 +346,11 @@ def finished_since(seconds: float) -> BoundStatement:
 
 def database_info() -> BoundStatement:
     return _bind("database_info")
+
+
+def enable_events() -> BoundStatement:
+    return _bind("enable_events")
+
+
+def disable_events() -> BoundStatement:
+    return _bind("disable_events")

@@ -7,6 +7,7 @@ import typer
 from skiplock.cli import job, queue, schedule, workers
 from skiplock.cli.demo import demo
 from skiplock.cli.enqueue import enqueue
+from skiplock.cli.events import events
 from skiplock.cli.metrics import metrics
 from skiplock.cli.migrate import migrate
 from skiplock.cli.monitor import doctor, monitor
@@ -28,6 +29,7 @@ app.command()(demo)
 app.command()(monitor)
 app.command()(doctor)
 app.command()(metrics)
+app.command()(events)
 app.add_typer(job.app, name="jobs")
 app.add_typer(queue.app, name="queues")
 app.add_typer(schedule.app, name="schedules")
