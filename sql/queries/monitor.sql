@@ -36,3 +36,25 @@ SELECT skiplock.enable_events() AS enabled;
 
 -- name: disable_events :one
 SELECT skiplock.disable_events() AS was_enabled;
+
+-- name: add_webhook :one
+SELECT skiplock.add_webhook(
+    url => %(url)s::text,
+    secret => %(secret)s::text,
+    events => %(events)s::text[],
+    queues => %(queues)s::text[],
+    tasks => %(tasks)s::text[]
+) AS id;
+
+-- name: remove_webhook :one
+SELECT skiplock.remove_webhook(webhook_id => %(webhook_id)s::bigint) AS removed;
+
+-- name: list_webhooks :many
+SELECT *
+FROM skiplock.webhooks
+ORDER BY id;
+
+-- name: webhook_for_delivery :one
+SELECT url, secret, active, floor(extract(epoch FROM now()))::bigint AS now
+FROM skiplock.webhook
+WHERE id = %(webhook_id)s::bigint;

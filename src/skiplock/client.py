@@ -404,6 +404,38 @@ class Client:
         row = self._one(statements.database_info(), None)
         return dict(row or {})
 
+    def add_webhook(
+        self,
+        url: str,
+        secret: str,
+        *,
+        events: Sequence[str] = ("completed", "failed"),
+        queues: Sequence[str] | None = None,
+        tasks: Sequence[str] | None = None,
+    ) -> int:
+        """Call ``url`` with a signed POST whenever a job of ``queues``/``tasks`` (None: any) reaches
+        one of ``events`` (completed, failed, cancelled); return the webhook's id.
+
+        Workers started with ``webhooks=True`` deliver them, as jobs on queue
+        ``skiplock.webhooks`` (retries, backoff and dead letters included). See
+        :mod:`skiplock.webhooks` for the signature.
+
+        Raises:
+            InvalidInput: a bad URL, a secret shorter than 16 bytes, an unknown event; nothing stored.
+        """
+        row = self._one(statements.add_webhook(url, secret, events, queues, tasks), None)
+        assert row is not None  # the function always returns the id
+        return int(row["id"])
+
+    def remove_webhook(self, webhook_id: int) -> bool:
+        """Delete a webhook; return whether it existed."""
+        row = self._one(statements.remove_webhook(webhook_id), None)
+        return bool(row and row["removed"])
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """The registered webhooks (``skiplock.webhooks``, without their secrets)."""
+        return self._all(statements.list_webhooks(), None)
+
     def enable_events(self) -> None:
         """Start emitting lifecycle events (``skiplock.enable_events()``; the schema owner's call)."""
         self._one(statements.enable_events(), None)

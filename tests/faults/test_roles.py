@@ -84,11 +84,12 @@ TABLES: dict[str, dict[str, set[str]]] = {
         "jobs": {"SELECT"},
         "queue_stats": {"SELECT"},
         "workers": {"SELECT"},
+        "webhook": {"SELECT"},  # to sign deliveries with the secret
     },
 }
 MAIN_RELATIONS = (
     "job", "job_history", "queue", "queue_key_bucket", "worker", "schedule", "migration",
-    "jobs", "queue_stats", "workers", "queue_activity", "task_stats", "recent_failures", "health",
+    "jobs", "queue_stats", "workers", "queue_activity", "task_stats", "recent_failures", "health", "webhooks",
 )  # fmt: skip
 TABLES[MONITOR] = {name: {"SELECT"} for name in MAIN_RELATIONS}
 
@@ -165,7 +166,7 @@ def run(dsn: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
 
 
 def test_security_definer_functions_pin_search_path(conn):
-    """Pass: the SECURITY DEFINER functions are exactly the four meant to be, and each pins
+    """Pass: the SECURITY DEFINER functions are exactly the five meant to be, and each pins
     search_path to pg_catalog then pg_temp, so no caller's schema or temp object can stand in for
     what their bodies call."""
     rows = conn.execute(
@@ -175,7 +176,9 @@ def test_security_definer_functions_pin_search_path(conn):
         WHERE p.pronamespace = 'skiplock'::regnamespace AND p.prosecdef
         """
     ).fetchall()
-    assert {name for name, _ in rows} == {"enqueue", "enqueue_many", "ensure_partitions", "drop_partitions"}
+    assert {name for name, _ in rows} == {
+        "enqueue", "enqueue_many", "ensure_partitions", "drop_partitions", "_webhooks_enqueue"
+    }  # fmt: skip
     for name, config in rows:
         paths = [c for c in config if c.startswith("search_path=")]
         assert paths == ["search_path=pg_catalog, pg_temp"], name
@@ -403,6 +406,10 @@ def test_monitor_reads_everything_and_writes_nothing(conn, dsn, login):
     assert set(MAIN_RELATIONS) <= set(relations)
     with psycopg.connect(monitor, autocommit=True) as c:
         for relname in relations:
+            if relname == "webhook":  # the secrets: the monitor reads the webhooks view instead
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    c.execute("SELECT secret FROM skiplock.webhook LIMIT 1")
+                continue
             c.execute(sql.SQL("SELECT * FROM skiplock.{} LIMIT 1").format(sql.Identifier(relname)))
     with skiplock.Client(monitor) as client:
         assert client.get_job(job.id).state is JobState.AVAILABLE

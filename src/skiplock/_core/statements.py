@@ -354,3 +354,28 @@ def enable_events() -> BoundStatement:
 
 def disable_events() -> BoundStatement:
     return _bind("disable_events")
+
+
+def add_webhook(
+    url: str, secret: str, events: Sequence[str], queues: Sequence[str] | None, tasks: Sequence[str] | None
+) -> BoundStatement:
+    return _bind(
+        "add_webhook",
+        url=url,
+        secret=secret,
+        events=list(events),
+        queues=None if queues is None else list(queues),
+        tasks=None if tasks is None else list(tasks),
+    )
+
+
+def remove_webhook(webhook_id: int) -> BoundStatement:
+    return _bind("remove_webhook", webhook_id=webhook_id)
+
+
+def list_webhooks() -> BoundStatement:
+    return _bind("list_webhooks")
+
+
+def webhook_for_delivery(webhook_id: int) -> BoundStatement:
+    return _bind("webhook_for_delivery", webhook_id=webhook_id)

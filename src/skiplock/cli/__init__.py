@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from skiplock.cli import job, queue, schedule, workers
+from skiplock.cli import job, queue, schedule, webhooks, workers
 from skiplock.cli.demo import demo
 from skiplock.cli.enqueue import enqueue
 from skiplock.cli.events import events
@@ -34,6 +34,7 @@ app.add_typer(job.app, name="jobs")
 app.add_typer(queue.app, name="queues")
 app.add_typer(schedule.app, name="schedules")
 app.add_typer(workers.app, name="workers")
+app.add_typer(webhooks.app, name="webhooks")
 
 
 def main() -> None:

@@ -20,7 +20,10 @@ from skiplock.worker import AsyncWorker
 
 @handle_errors
 def worker(
-    modules: Annotated[list[str], typer.Argument(help="Modules that declare tasks, e.g. myapp.tasks.")],
+    modules: Annotated[
+        list[str] | None,
+        typer.Argument(help="Modules that declare tasks, e.g. myapp.tasks.", show_default=False),
+    ] = None,
     dsn: DsnOption = None,
     queues: Annotated[
         str | None, typer.Option(help="Comma-separated queues, earlier first (default: the tasks' queues).")
@@ -55,6 +58,10 @@ def worker(
             help="Run the cron scheduler (fires every due schedule, each tick once).",
         ),
     ] = True,
+    webhooks: Annotated[
+        bool,
+        typer.Option("--webhooks/--no-webhooks", help="Also deliver webhooks (queue skiplock.webhooks)."),
+    ] = False,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -68,7 +75,7 @@ def worker(
         level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     sys.path.insert(0, os.getcwd())
-    for name in modules:
+    for name in modules or []:
         try:
             importlib.import_module(name)
         except Exception as exc:  # an import error in user code: say which module and why
@@ -84,6 +91,7 @@ def worker(
         poll_interval=timedelta(seconds=poll_interval),
         listen=listen,
         schedules=schedules,
+        webhooks=webhooks,
         install_signal_handlers=True,
     )
     if metrics_port is not None:

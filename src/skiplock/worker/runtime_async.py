@@ -47,7 +47,8 @@ from skiplock._core.cron import next_tick as next_cron_tick
 from skiplock._core.rows import job_from_claim
 from skiplock._driver.executor_async import AsyncExecutor
 from skiplock._driver.listener_async import AsyncListener
-from skiplock.context import _CURRENT, JobContext, set_current
+from skiplock.backoff import exponential
+from skiplock.context import _CURRENT, JobContext, current_job, set_current
 from skiplock.cron import CRON_REGISTRY
 from skiplock.errors import ConfigError, DatabaseUnavailable, Fail, Retry, SkiplockError
 from skiplock.migrate_async import AsyncMigrator
@@ -65,6 +66,8 @@ from skiplock.settings import (
     resolve_dsn,
 )
 from skiplock.task import REGISTRY, Task
+from skiplock.webhooks import WebhookRejected
+from skiplock.webhooks import post as webhook_post
 
 __all__ = ["AsyncWorker", "WorkerStats"]
 
@@ -117,6 +120,10 @@ def _policy_delay(task: Task[Any], job: Job) -> timedelta | None:
         return None
     return task.retry_backoff(job.attempt)
 
+
+#: The built-in webhook delivery task and its queue (jobs enqueued by migration 0015's trigger).
+WEBHOOK_TASK = "skiplock.deliver_webhook"
+WEBHOOK_QUEUE = "skiplock.webhooks"
 
 #: The outcome of a job cancelled on request: recorded as a non-retryable failure, which the
 #: database ends as `cancelled` because the job's cancel_requested flag is set.
@@ -183,8 +190,20 @@ class AsyncWorker:
         ack_batch: int = 1000,
         install_signal_handlers: bool = False,
         check_schema: bool = True,
+        webhooks: bool = False,
     ) -> None:
         chosen = list(REGISTRY.values()) if tasks is None else list(tasks)
+        if webhooks:  # deliver webhooks too: a built-in task on its own queue
+            chosen.append(
+                Task(
+                    self._deliver_webhook,
+                    name=WEBHOOK_TASK,
+                    queue=WEBHOOK_QUEUE,
+                    max_attempts=12,
+                    retry_backoff=exponential(5, cap=3600),
+                    no_retry_on=(WebhookRejected,),
+                )
+            )
         if not chosen:
             raise ConfigError("no tasks to run: declare tasks with @skiplock.task or pass tasks=")
         self.tasks: dict[str, Task[Any]] = {}
@@ -193,6 +212,8 @@ class AsyncWorker:
                 raise ConfigError(f"two tasks are named {t.name!r}")
             self.tasks[t.name] = t
         self.queues = list(dict.fromkeys(queues if queues else [t.queue for t in chosen]))
+        if webhooks and WEBHOOK_QUEUE not in self.queues:
+            self.queues.append(WEBHOOK_QUEUE)
         if not self.queues:
             raise ConfigError("no queues to serve")
         # One runner coroutine and one thread per slot: beyond MAX_BATCH a process would spend its
@@ -435,6 +456,29 @@ class AsyncWorker:
 
     def _on_notify(self, queue: str) -> None:
         self._wakeup.set()
+
+    async def _deliver_webhook(
+        self, webhook_id: int, event: str, job_id: int, queue: str, task: str, at: str
+    ) -> dict[str, int]:
+        """The built-in delivery task: sign with the webhook's secret (read now, never a job
+        argument) and the database's clock, and POST from a thread."""
+        rows = await self._db(statements.webhook_for_delivery(webhook_id), attempts=3)
+        if not rows or not rows[0]["active"]:
+            raise Fail(f"webhook {webhook_id} no longer exists")
+        hook = rows[0]
+        delivery = current_job().job.id
+        payload = {
+            "event": event,
+            "job_id": job_id,
+            "queue": queue,
+            "task": task,
+            "at": at,
+            "delivery": delivery,
+        }
+        status = await asyncio.to_thread(
+            webhook_post, hook["url"], hook["secret"], int(hook["now"]), delivery, payload
+        )
+        return {"status": status}
 
     def _on_done(self, queue: str) -> None:
         # Jobs finished somewhere in the fleet: a queue limited by running jobs has free slots now
