@@ -131,6 +131,8 @@ FROM skiplock.jobs
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(state)s::skiplock.job_state IS NULL OR state = %(state)s::skiplock.job_state)
   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
 ORDER BY id DESC
 LIMIT %(limit)s::integer;
 

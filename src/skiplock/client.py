@@ -245,10 +245,20 @@ class Client:
         queue: str | None = None,
         state: JobState | None = None,
         task: str | None = None,
+        since: datetime | None = None,
+        before_id: int | None = None,
         limit: int = 100,
     ) -> list[Job]:
-        """Return the newest jobs matching every filter given."""
-        rows = self._all(statements.list_jobs(queue=queue, state=state, task=task, limit=limit), None)
+        """Return the newest jobs matching every filter given (created at or after ``since``).
+
+        Pages: pass the smallest id of one page as ``before_id`` to get the next.
+        """
+        rows = self._all(
+            statements.list_jobs(
+                queue=queue, state=state, task=task, since=since, before_id=before_id, limit=limit
+            ),
+            None,
+        )
         return [job_from_row(r) for r in rows]
 
     def open(self) -> None:

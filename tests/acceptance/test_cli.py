@@ -320,3 +320,28 @@ def test_demo_starts_an_embedded_postgres_when_none_answers(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert "starting an embedded one" in done.stdout
     assert "100 jobs finished" in done.stdout
+
+
+def test_jobs_list_pages_and_filters_by_time_and_show_has_a_timeline(dsn, conn):
+    ids = [
+        conn.execute(
+            "SELECT id FROM skiplock.enqueue('pages', 't', jsonb_build_object('n', %s))", [n]
+        ).fetchone()[0]
+        for n in range(5)
+    ]
+    code, out = cli("jobs", "list", "--queue", "pages", "--limit", "2", "--dsn", dsn)
+    assert code == 0
+    assert f"next page: --before {ids[3]}" in out
+    code, out = cli("jobs", "list", "--queue", "pages", "--limit", "2", "--before", str(ids[3]), "--dsn", dsn)
+    assert f"next page: --before {ids[1]}" in out
+    assert cli("jobs", "list", "--since", "2999-01-01T00:00:00+00:00", "--dsn", dsn)[1].count("pages") == 0
+    job_id, token = conn.execute(
+        "SELECT id, lease_token FROM skiplock.claim('{pages}', gen_random_uuid())"
+    ).fetchone()
+    conn.execute(
+        "SELECT skiplock.fail(%s, %s, 'boom', error_type => 'ValueError', retry_in => '0 s')", [job_id, token]
+    )
+    code, out = cli("jobs", "show", str(job_id), "--dsn", dsn)
+    assert code == 0
+    timeline = out[out.index("timeline:") :]
+    assert timeline.index("enqueued") < timeline.index("attempt 1 failed: ValueError")

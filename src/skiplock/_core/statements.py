@@ -199,10 +199,22 @@ def get_job(job_id: int) -> BoundStatement:
 
 
 def list_jobs(
-    *, queue: str | None = None, state: JobState | None = None, task: str | None = None, limit: int = 100
+    *,
+    queue: str | None = None,
+    state: JobState | None = None,
+    task: str | None = None,
+    since: datetime | None = None,
+    before_id: int | None = None,
+    limit: int = 100,
 ) -> BoundStatement:
     return _bind(
-        "list_jobs", queue=queue, state=None if state is None else state.value, task=task, limit=limit
+        "list_jobs",
+        queue=queue,
+        state=None if state is None else state.value,
+        task=task,
+        since=since,
+        before_id=before_id,
+        limit=limit,
     )
 
 

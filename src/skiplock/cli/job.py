@@ -11,7 +11,7 @@ from rich.table import Table
 
 from skiplock.cli._common import DsnOption, console, dsn_of, fail, handle_errors, safe
 from skiplock.client import Client
-from skiplock.models import JobState
+from skiplock.models import Job, JobState
 
 app = typer.Typer(help="Inspect and repair jobs.", no_args_is_help=True)
 
@@ -22,12 +22,16 @@ def list_jobs(
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
     state: Annotated[JobState | None, typer.Option(help="Only this state.")] = None,
     task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only jobs created at or after this time.")] = None,
+    before: Annotated[int | None, typer.Option(help="Only jobs with a smaller id (the next page).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Newest first, at most this many.")] = 50,
     dsn: DsnOption = None,
 ) -> None:
-    """List the newest jobs."""
+    """List the newest jobs, a page at a time."""
     with Client(dsn_of(dsn), max_size=1) as client:
-        jobs = client.list_jobs(queue=queue, state=state, task=task, limit=limit)
+        jobs = client.list_jobs(
+            queue=queue, state=state, task=task, since=since, before_id=before, limit=limit
+        )
     table = Table("id", "queue", "task", "state", "attempt", "run_at", "last error")
     for j in jobs:
         last = j.errors[-1].get("error", "") if j.errors else ""
@@ -36,6 +40,8 @@ def list_jobs(
             safe(j.run_at), safe(str(last)[:60]),
         )  # fmt: skip
     console.print(table)
+    if len(jobs) == limit:
+        console.print(f"next page: --before {jobs[-1].id}")
 
 
 @app.command("show")
@@ -52,9 +58,28 @@ def show(job_id: Annotated[int, typer.Argument(help="Job id.")], dsn: DsnOption 
         console.print(f"[bold]progress[/]: {j.progress:g}%{safe(message)}")
     console.print(f"[bold]args[/]: {safe(json.dumps(j.args, ensure_ascii=False))}")
     console.print(f"[bold]result[/]: {safe(json.dumps(j.result, ensure_ascii=False))}")
+    console.print("[bold]timeline[/]:")
+    for at, what in _timeline(j):
+        console.print(f"  {safe(at)}  {safe(what)}")
     for e in j.errors:
         console.print(f"[bold]error[/] attempt {safe(e.get('attempt'))} at {safe(e.get('at'))}: "
                       f"{safe(e.get('type', ''))}: {safe(e.get('error', ''))}")  # fmt: skip
+
+
+def _timeline(j: Job) -> list[tuple[datetime, str]]:
+    """The job's life in order: created, due, each failed attempt, the last start, the end."""
+    events: list[tuple[datetime | None, str]] = [(j.created_at, "enqueued"), (j.run_at, "due")]
+    for e in j.errors:
+        at = e.get("at")
+        events.append(
+            (datetime.fromisoformat(at) if isinstance(at, str) else None,
+             f"attempt {e.get('attempt')} failed: {e.get('type') or 'error'}")
+        )  # fmt: skip
+    if j.attempted_at is not None:
+        events.append((j.attempted_at, f"attempt {j.attempt} started"))
+    if j.finished_at is not None:
+        events.append((j.finished_at, j.state.value))
+    return sorted(((at, what) for at, what in events if at is not None), key=lambda e: e[0])
 
 
 @app.command("retry")
