@@ -17,6 +17,9 @@ FROM skiplock.enqueue(
     retry_policy => %(retry_policy)s::jsonb
 );
 
+-- name: set_traceparent :one
+SELECT set_config('skiplock.traceparent', %(traceparent)s::text, true) AS traceparent;
+
 -- name: enqueue_many :many
 SELECT id
 FROM skiplock.enqueue_many(
@@ -34,7 +37,8 @@ FROM skiplock.enqueue_many(
 
 -- name: claim :many
 SELECT id, queue, task, args, state, priority, attempt, max_attempts, run_at, created_at,
-       attempted_at, lease_token, lease_expires_at, worker_id, dedupe_key, cancel_requested, retry_policy
+       attempted_at, lease_token, lease_expires_at, worker_id, dedupe_key, cancel_requested, retry_policy,
+       trace_parent
 FROM skiplock.claim(
     queues => %(queues)s::text[],
     worker_id => %(worker_id)s::uuid,

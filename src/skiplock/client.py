@@ -14,6 +14,7 @@ from psycopg_pool import ConnectionPool
 
 from skiplock._core import cron as _cron
 from skiplock._core import statements
+from skiplock._core.tracing import producer_span
 from skiplock._core.rows import (
     activity_from_row,
     failure_from_row,
@@ -150,10 +151,11 @@ class Client:
             dedupe_window=dedupe_window,
             retry_backoff=retry_backoff,
         )
-        row = self._one(statements.enqueue(spec), conn)
-        if row is None or row.get("id") is None:  # pragma: no cover - the function always returns a row
+        with producer_span(spec.task, spec.queue) as traceparent:
+            (rows,) = self._run_enqueue([statements.enqueue(spec)], conn, traceparent)
+        if not rows or rows[0].get("id") is None:  # pragma: no cover - the function always returns a row
             raise JobNotFound("enqueue returned no job")
-        return job_from_row(row)
+        return job_from_row(rows[0])
 
     def enqueue_many(self, specs: Iterable[JobSpec], *, conn: Any = None) -> list[int]:
         """Enqueue many jobs in as few round trips as possible; return their ids in order.
@@ -165,28 +167,51 @@ class Client:
         if not batch:
             return []
         chunks = [batch[i : i + ENQUEUE_CHUNK] for i in range(0, len(batch), ENQUEUE_CHUNK)]
-        ids: list[int] = []
-        if conn is not None:
-            raw = resolve_sync(conn)
-            for chunk in chunks:
-                rows = self._executor.all(statements.enqueue_many(chunk), conn=raw)
-                ids.extend(int(r["id"]) for r in rows)
-            return ids
-        self._ensure_open()
-        if len(chunks) == 1:
-            rows = self._executor.all(statements.enqueue_many(chunks[0]))
-            return [int(r["id"]) for r in rows]
+        stmts = [statements.enqueue_many(chunk) for chunk in chunks]
+        with producer_span(batch[0].task, batch[0].queue, len(batch)) as traceparent:
+            results = self._run_enqueue(stmts, conn, traceparent)
+        return [int(r["id"]) for rows in results for r in rows]
+
+    def _run_enqueue(
+        self, stmts: list[statements.BoundStatement], conn: Any, traceparent: str | None
+    ) -> list[list[Any]]:
+        """Run enqueue statements: on ``conn`` (inside the caller's transaction), or on the pool;
+        several, or a traced one, in one transaction. A trace context goes with the jobs through
+        the transaction's skiplock.traceparent setting (migration 0016), cleared after them."""
+        around = (
+            (statements.set_traceparent(traceparent), statements.set_traceparent("")) if traceparent else None
+        )
+        if conn is None:
+            self._ensure_open()
+            if len(stmts) == 1 and around is None:
+                return [self._executor.all(stmts[0])]
         try:
+            if conn is not None:
+                raw = resolve_sync(conn)
+                if around is None:
+                    return [self._executor.all(s, conn=raw) for s in stmts]
+                with raw.transaction():  # a savepoint inside the caller's transaction
+                    return self._enqueue_on(raw, stmts, around)
             with self._pool.connection() as pooled, pooled.transaction():
-                for chunk in chunks:
-                    rows = self._executor.all(statements.enqueue_many(chunk), conn=pooled)
-                    ids.extend(int(r["id"]) for r in rows)
+                return self._enqueue_on(pooled, stmts, around)
         except psycopg.Error as exc:
             translated = translate(exc)
             if translated is None:
                 raise
             raise translated from exc
-        return ids
+
+    def _enqueue_on(
+        self,
+        conn: Any,
+        stmts: list[statements.BoundStatement],
+        around: tuple[statements.BoundStatement, statements.BoundStatement] | None,
+    ) -> list[list[Any]]:
+        if around is not None:
+            self._executor.run(around[0], conn=conn)
+        results = [self._executor.all(s, conn=conn) for s in stmts]
+        if around is not None:
+            self._executor.run(around[1], conn=conn)
+        return results
 
     def wait(self, job_id: int, *, timeout: float | None = None, poll_interval: float = 1.0) -> Job:
         """Wait until job ``job_id`` is finished (completed, failed or cancelled) and return it.

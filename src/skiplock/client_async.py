@@ -22,6 +22,7 @@ from skiplock._core.rows import (
     schedule_from_row,
     task_stat_from_row,
 )
+from skiplock._core.tracing import producer_span
 from skiplock._driver._acompat import ALock
 from skiplock._driver.connection import resolve_async
 from skiplock._driver.errors import translate
@@ -149,10 +150,11 @@ class AsyncClient:
             dedupe_window=dedupe_window,
             retry_backoff=retry_backoff,
         )
-        row = await self._one(statements.enqueue(spec), conn)
-        if row is None or row.get("id") is None:  # pragma: no cover - the function always returns a row
+        with producer_span(spec.task, spec.queue) as traceparent:
+            (rows,) = await self._run_enqueue([statements.enqueue(spec)], conn, traceparent)
+        if not rows or rows[0].get("id") is None:  # pragma: no cover - the function always returns a row
             raise JobNotFound("enqueue returned no job")
-        return job_from_row(row)
+        return job_from_row(rows[0])
 
     async def enqueue_many(self, specs: Iterable[JobSpec], *, conn: Any = None) -> list[int]:
         """Enqueue many jobs in as few round trips as possible; return their ids in order.
@@ -164,28 +166,51 @@ class AsyncClient:
         if not batch:
             return []
         chunks = [batch[i : i + ENQUEUE_CHUNK] for i in range(0, len(batch), ENQUEUE_CHUNK)]
-        ids: list[int] = []
-        if conn is not None:
-            raw = await resolve_async(conn)
-            for chunk in chunks:
-                rows = await self._executor.all(statements.enqueue_many(chunk), conn=raw)
-                ids.extend(int(r["id"]) for r in rows)
-            return ids
-        await self._ensure_open()
-        if len(chunks) == 1:
-            rows = await self._executor.all(statements.enqueue_many(chunks[0]))
-            return [int(r["id"]) for r in rows]
+        stmts = [statements.enqueue_many(chunk) for chunk in chunks]
+        with producer_span(batch[0].task, batch[0].queue, len(batch)) as traceparent:
+            results = await self._run_enqueue(stmts, conn, traceparent)
+        return [int(r["id"]) for rows in results for r in rows]
+
+    async def _run_enqueue(
+        self, stmts: list[statements.BoundStatement], conn: Any, traceparent: str | None
+    ) -> list[list[Any]]:
+        """Run enqueue statements: on ``conn`` (inside the caller's transaction), or on the pool;
+        several, or a traced one, in one transaction. A trace context goes with the jobs through
+        the transaction's skiplock.traceparent setting (migration 0016), cleared after them."""
+        around = (
+            (statements.set_traceparent(traceparent), statements.set_traceparent("")) if traceparent else None
+        )
+        if conn is None:
+            await self._ensure_open()
+            if len(stmts) == 1 and around is None:
+                return [await self._executor.all(stmts[0])]
         try:
+            if conn is not None:
+                raw = await resolve_async(conn)
+                if around is None:
+                    return [await self._executor.all(s, conn=raw) for s in stmts]
+                async with raw.transaction():  # a savepoint inside the caller's transaction
+                    return await self._enqueue_on(raw, stmts, around)
             async with self._pool.connection() as pooled, pooled.transaction():
-                for chunk in chunks:
-                    rows = await self._executor.all(statements.enqueue_many(chunk), conn=pooled)
-                    ids.extend(int(r["id"]) for r in rows)
+                return await self._enqueue_on(pooled, stmts, around)
         except psycopg.Error as exc:
             translated = translate(exc)
             if translated is None:
                 raise
             raise translated from exc
-        return ids
+
+    async def _enqueue_on(
+        self,
+        conn: Any,
+        stmts: list[statements.BoundStatement],
+        around: tuple[statements.BoundStatement, statements.BoundStatement] | None,
+    ) -> list[list[Any]]:
+        if around is not None:
+            await self._executor.run(around[0], conn=conn)
+        results = [await self._executor.all(s, conn=conn) for s in stmts]
+        if around is not None:
+            await self._executor.run(around[1], conn=conn)
+        return results
 
     async def wait(self, job_id: int, *, timeout: float | None = None, poll_interval: float = 1.0) -> Job:
         """Wait until job ``job_id`` is finished (completed, failed or cancelled) and return it.

@@ -71,6 +71,7 @@ class Job:
     progress: float | None = None  # 0-100, as the task last reported it (live jobs)
     progress_message: str | None = None
     retry_policy: dict[str, Json] | None = None  # the per-call retry backoff stored on a live job
+    trace_parent: str | None = None  # the W3C traceparent of the span that enqueued it (live jobs)
 
     @property
     def is_final(self) -> bool:

@@ -14,7 +14,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "monitor.md"
 
 def test_monitor_doc_sql_runs(conn):
     blocks = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     dbname = conn.info.dbname
     try:
         for block in blocks:

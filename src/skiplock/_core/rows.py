@@ -35,7 +35,7 @@ _STATES = {s.value: s for s in JobState}
 CLAIM_COLUMNS = (
     "id", "queue", "task", "args", "state", "priority", "attempt", "max_attempts", "run_at", "created_at",
     "attempted_at", "lease_token", "lease_expires_at", "worker_id", "dedupe_key", "cancel_requested",
-    "retry_policy",
+    "retry_policy", "trace_parent",
 )  # fmt: skip
 
 
@@ -43,7 +43,7 @@ def job_from_claim(row: tuple[Any, ...]) -> Job:
     """Build a Job from a tuple row of the ``claim`` query: the worker's hot path, so no dict."""
     (id_, queue, task, args, state, priority, attempt, max_attempts, run_at, created_at,
      attempted_at, lease_token, lease_expires_at, worker_id, dedupe_key, cancel_requested,
-     retry_policy) = row  # fmt: skip
+     retry_policy, trace_parent) = row  # fmt: skip
     return Job(
         id=id_,
         queue=queue,
@@ -62,6 +62,7 @@ def job_from_claim(row: tuple[Any, ...]) -> Job:
         dedupe_key=dedupe_key,
         cancel_requested=cancel_requested,
         retry_policy=retry_policy,
+        trace_parent=trace_parent,
     )
 
 

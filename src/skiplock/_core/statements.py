@@ -391,3 +391,7 @@ def list_webhooks() -> BoundStatement:
 
 def webhook_for_delivery(webhook_id: int) -> BoundStatement:
     return _bind("webhook_for_delivery", webhook_id=webhook_id)
+
+
+def set_traceparent(traceparent: str) -> BoundStatement:
+    return _bind("set_traceparent", traceparent=traceparent)

@@ -39,7 +39,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from skiplock._core import statements
+from skiplock._core import statements, tracing
 from skiplock._core.claiming import claim_size, poll_delay_s, rate_poll_s, refill_threshold
 from skiplock._core.cron import MAX_TICKS
 from skiplock._core.cron import due_ticks as cron_ticks
@@ -538,7 +538,16 @@ class AsyncWorker:
                 held.phase, held.task = "running", me
                 # _run_task absorbs the job's own cancellation (on request or at shutdown) and
                 # takes it back from this runner's task, so the runner carries on.
-                outcome = await self._run_task(held)
+                if tracing.enabled():  # a span per execution, child of the enqueue's (if traced)
+                    job = held.job
+                    with tracing.consumer_span(
+                        job.task, job.queue, job.id, job.attempt, job.trace_parent
+                    ) as span:
+                        outcome = await self._run_task(held)
+                        if outcome.kind == "fail":
+                            tracing.mark_failed(span, outcome.error or "failed")
+                else:
+                    outcome = await self._run_task(held)
             held.phase, held.task = "finishing", None
             self._done_running()
             try:
