@@ -90,19 +90,21 @@ def test_immediate_postgres_stop_mid_drain(fleet: Fleet, ledger, throwaway):
 def test_connections_terminated_again_and_again(fleet: Fleet, ledger, dsn, target):
     """Pass: every worker connection (or only the listeners') is terminated with
     pg_terminate_backend every 2 s while 2 workers drain: the drain completes, nothing is lost or
-    finalized twice, re-runs only where a lease was reaped."""
+    finalized twice, re-runs only where a lease was reaped, and the workers are back (listeners
+    included) for nearly every round of kills."""
     seconds = size(12, 120)
     per_second = 400
     ids: list[int] = []
     pattern = "skiplock-%" if target == "all" else "skiplock-listener"
     env = {"CONCURRENCY": 8, "LEASE": 2, "REAP_INTERVAL": 0.5, "POLL": 0.5, "TASK_SECONDS": 0.002}
     procs = [fleet.start(**env) for _ in range(2)]
-    killed = 0
+    killed = rounds = 0
     deadline = time.monotonic() + seconds
     next_kill = time.monotonic() + 2
     while time.monotonic() < deadline:
         ids += enqueue(ledger, per_second // 10)
         if time.monotonic() >= next_kill:
+            rounds += 1
             killed += scalar(
                 ledger,
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -126,7 +128,9 @@ def test_connections_terminated_again_and_again(fleet: Fleet, ledger, dsn, targe
     for p in procs:
         assert fleet.stop(p) == 0, fleet.logs()
     report = check(ledger, ids)
-    assert killed >= seconds // 2
+    # Both workers were connected again for nearly every round: a reconnect after a connection
+    # that worked is immediate, not backed off.
+    assert killed >= 1.5 * rounds, (killed, rounds)
     assert report.reruns <= report.lease_expired
 
 

@@ -53,22 +53,23 @@ class AsyncListener:
         self.reconnects = 0
         self._stopping = asyncio.Event()
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._backoff = 0.1
 
     async def run(self) -> None:
         """Listen until ``stop()``; reconnect forever on errors."""
-        backoff = 0.1
+        self._backoff = 0.1
         while not self._stopping.is_set():
             try:
                 await self._listen_once()
-                backoff = 0.1
             except (psycopg.Error, OSError) as exc:
                 self.connected.clear()
                 if self._stopping.is_set():
                     break
-                log.warning("listener connection lost (%s); reconnecting in %.1fs", exc, backoff)
+                log.warning("listener connection lost (%s); reconnecting in %.1fs", exc, self._backoff)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
-                backoff = min(self.max_backoff_s, backoff * 2)
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self._backoff)
+                # Back off while connecting fails; a connection that worked resets it (below).
+                self._backoff = min(self.max_backoff_s, self._backoff * 2)
                 self.reconnects += 1
             finally:
                 await self._close_conn()
@@ -94,6 +95,7 @@ class AsyncListener:
         if self.on_done_cb is not None:
             await conn.execute(f"LISTEN {DONE_CHANNEL}")
         self.connected.set()
+        self._backoff = 0.1  # connected and listening: the next loss reconnects at once
         self.on_connect_cb()  # catch-up poll: anything enqueued while we were away
         while not self._stopping.is_set():
             # A bounded wait doubles as a liveness ping: a dead socket raises on the next query.
