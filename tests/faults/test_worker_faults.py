@@ -187,14 +187,15 @@ def test_workers_with_wrong_clocks_behave_like_the_rest(fleet: Fleet, ledger, tm
                 "-c",
                 "import datetime, time; print(time.time() - datetime.datetime.now().timestamp())",
             ],
-            env={**os.environ, "PYTHONPATH": str(tmp_path / name)},
+            env={**os.environ, "PYTHONPATH": _path_with(tmp_path / name)},
             capture_output=True,
             text=True,
             check=True,
         )
         assert abs(float(shown.stdout) - offset) < 1  # the shim is live in interpreters started so
     env = {"CONCURRENCY": 4, "LEASE": 2, "REAP_INTERVAL": 0.3, "TASK_SECONDS": 0.01, "SCHEDULES": 1}
-    procs = [fleet.start(PYTHONPATH=str(tmp_path / name), **env) for name in ("ahead", "behind")]
+    # The shim goes first on the path; whatever the suite runs with stays behind it.
+    procs = [fleet.start(PYTHONPATH=_path_with(tmp_path / name), **env) for name in ("ahead", "behind")]
     wait_until(
         lambda: (
             scalar(ledger, "SELECT count(*) FROM skiplock.jobs WHERE args ->> 'i' = '0'") >= 6
@@ -253,6 +254,10 @@ def test_many_jobs_survive_a_worker_killed_over_and_over(fleet: Fleet, ledger):
     report = check(ledger, ids)
     assert kills == size(5, 30)
     assert report.reruns <= report.lease_expired
+
+
+def _path_with(first: Path) -> str:
+    return os.pathsep.join(filter(None, [str(first), os.environ.get("PYTHONPATH", "")]))
 
 
 WALL_CLOCK = re.compile(
