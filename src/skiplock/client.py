@@ -14,7 +14,6 @@ from psycopg_pool import ConnectionPool
 
 from skiplock._core import cron as _cron
 from skiplock._core import statements
-from skiplock._core.tracing import producer_span
 from skiplock._core.rows import (
     activity_from_row,
     failure_from_row,
@@ -24,6 +23,7 @@ from skiplock._core.rows import (
     schedule_from_row,
     task_stat_from_row,
 )
+from skiplock._core.tracing import producer_span
 from skiplock._driver._acompat import Lock
 from skiplock._driver.connection import resolve_sync
 from skiplock._driver.errors import translate
