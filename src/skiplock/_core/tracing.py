@@ -51,7 +51,7 @@ def _traceparent(span: Any) -> str | None:
 @contextlib.contextmanager
 def producer_span(task: str, queue: str, jobs: int = 1) -> Iterator[str | None]:
     """A span around an enqueue; yields the traceparent to store with the job(s), or None."""
-    if _trace is None:
+    if not enabled():  # no provider: no span, no setting, nothing stored
         yield None
         return
     tracer = _trace.get_tracer(_TRACER_NAME)
