@@ -112,24 +112,32 @@ class Monitor:
     client: Client
     queue: str | None = None
     history: int = 40
+    #: Seconds between reads of the views that average minutes (pickup latency, task stats): they
+    #: scan more, and change slowly.
+    slow_every: float = 5.0
     _previous: dict[str, int] = field(default_factory=dict)  # live jobs per queue at the last snapshot
     _taken_at: float | None = None
     _rates: dict[str, collections.deque[float]] = field(default_factory=dict)
     _tasks: list[TaskStat] = field(default_factory=list)
     _tasks_at: float | None = None
+    _activity: dict[str, QueueActivity] = field(default_factory=dict)
+    _activity_at: float | None = None
 
     def snapshot(self) -> Snapshot:
         """Read the views once (each a short autocommit statement) and derive rates."""
         now = time.monotonic()
         interval = 1.0 if self._taken_at is None else max(0.001, now - self._taken_at)
         stats = self.client.queue_stats()
-        activity = {a.queue: a for a in self.client.queue_activity()}
+        # queue_activity averages a minute and scans the live table: every few seconds is plenty.
+        if self._activity_at is None or now - self._activity_at >= self.slow_every:
+            self._activity, self._activity_at = {a.queue: a for a in self.client.queue_activity()}, now
+        activity = self._activity
         finished = self.client.finished_since(interval)
         workers = self.client.workers()
         failures = self.client.recent_failures(limit=10)
         health = self.client.health()
-        # task_stats reads five minutes of history: every 10 s is plenty for the screen.
-        if self._tasks_at is None or now - self._tasks_at >= 10:
+        # task_stats reads five minutes of history: less often still.
+        if self._tasks_at is None or now - self._tasks_at >= 2 * self.slow_every:
             self._tasks, self._tasks_at = self.client.task_stats(), now
         tasks = self._tasks
         if self.queue is not None:

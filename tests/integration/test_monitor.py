@@ -41,7 +41,7 @@ def test_snapshot_counts_rates_latency_and_markers(client, conn):
     client.enqueue_many([skiplock.JobSpec(task="resize", queue="images") for _ in range(5)])
     client.set_queue_limits("emails", concurrency=5, rate=20)
     client.pause_queue("images")
-    mon = Monitor(client)
+    mon = Monitor(client, slow_every=0)  # read every view at every snapshot
     first = mon.snapshot()
     conn.execute("SELECT skiplock.set_queue_limits('emails')")
     run_jobs(conn, "emails", 10)
