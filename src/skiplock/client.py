@@ -449,7 +449,8 @@ class Client:
         tasks: Sequence[str] | None = None,
     ) -> int:
         """Call ``url`` with a signed POST whenever a job of ``queues``/``tasks`` (None: any) reaches
-        one of ``events`` (completed, failed, cancelled); return the webhook's id.
+        one of ``events`` (enqueued, started, retried, progress, completed, failed, cancelled);
+        return the webhook's id.
 
         Workers started with ``webhooks=True`` deliver them, as jobs on queue
         ``skiplock.webhooks`` (retries, backoff and dead letters included). See

@@ -166,7 +166,7 @@ def run(dsn: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
 
 
 def test_security_definer_functions_pin_search_path(conn):
-    """Pass: the SECURITY DEFINER functions are exactly the five meant to be, and each pins
+    """Pass: the SECURITY DEFINER functions are exactly the seven meant to be, and each pins
     search_path to pg_catalog then pg_temp, so no caller's schema or temp object can stand in for
     what their bodies call."""
     rows = conn.execute(
@@ -177,7 +177,8 @@ def test_security_definer_functions_pin_search_path(conn):
         """
     ).fetchall()
     assert {name for name, _ in rows} == {
-        "enqueue", "enqueue_many", "ensure_partitions", "drop_partitions", "_webhooks_enqueue"
+        "enqueue", "enqueue_many", "ensure_partitions", "drop_partitions",
+        "_webhooks_enqueue", "_webhooks_enqueue_inserted", "_webhooks_enqueue_updated",
     }  # fmt: skip
     for name, config in rows:
         paths = [c for c in config if c.startswith("search_path=")]

@@ -157,7 +157,7 @@ def test_deliveries_are_transactional_and_the_trigger_lives_with_the_webhooks(ds
     [
         ("ftp://example.com/x", SECRET, ["completed"], "webhook url must be an http"),
         ("https://example.com/x", "short", ["completed"], "webhook secret must be 16-512 bytes"),
-        ("https://example.com/x", SECRET, ["started"], "webhook events must be some of"),
+        ("https://example.com/x", SECRET, ["exploded"], "webhook events must be some of"),
         ("https://example.com/x", SECRET, [], "webhook events must be some of"),
     ],
 )
@@ -173,3 +173,34 @@ def test_signature_recipe():
     assert verify(SECRET, headers, body, now=1700000100)
     assert not verify(SECRET, headers, body, now=1700000400)  # older than the 5-minute tolerance
     assert not verify(SECRET, headers, body + b" ", now=1700000100)
+
+
+def test_live_transitions_enqueue_deliveries_while_a_webhook_wants_them(client, conn, receiver):
+    """Pass: a webhook on enqueued/started/retried/progress gets one delivery per job and event,
+    from triggers that exist only while it does; deliveries never call webhooks themselves."""
+    hook = client.add_webhook(
+        receiver.url, SECRET, events=["enqueued", "started", "retried", "progress"], queues=["q"]
+    )
+    job = client.enqueue("t", {}, queue="q")
+    job_id, token = conn.execute(
+        "SELECT id, lease_token FROM skiplock.claim('{q}', gen_random_uuid())"
+    ).fetchone()
+    conn.execute("SELECT skiplock.set_progress(ARRAY[%s::bigint], ARRAY[%s::uuid], '{40}')", [job_id, token])
+    conn.execute("SELECT skiplock.fail(%s, %s, 'flaky')", [job_id, token])
+    client.enqueue("t", {}, queue="other")  # not its queue
+    events = conn.execute(
+        "SELECT args ->> 'event', (args ->> 'job_id')::bigint FROM skiplock.job"
+        " WHERE task = 'skiplock.deliver_webhook' ORDER BY id"
+    ).fetchall()
+    assert events == [("enqueued", job.id), ("started", job.id), ("progress", job.id), ("retried", job.id)]
+    claimed = conn.execute(
+        "SELECT count(*) FROM skiplock.claim('{skiplock.webhooks}', gen_random_uuid(), 10)"
+    )
+    assert claimed.fetchone() == (4,)
+    assert conn.execute(
+        "SELECT count(*) FROM skiplock.job WHERE task = 'skiplock.deliver_webhook'"
+    ).fetchone() == (4,)
+    triggers = "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'skiplock_webhooks%'"
+    assert conn.execute(triggers).fetchone() == (2,)  # inserted and updated; no final state wanted
+    client.remove_webhook(hook)
+    assert conn.execute(triggers).fetchone() == (0,)

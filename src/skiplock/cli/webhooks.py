@@ -24,7 +24,9 @@ def add(
     ],
     event: Annotated[
         list[str] | None,
-        typer.Option(help="completed, failed or cancelled (repeat; default: completed, failed)."),
+        typer.Option(
+            help="enqueued, started, retried, progress, completed, failed or cancelled (repeat; default: completed, failed)."
+        ),
     ] = None,
     queue: Annotated[list[str] | None, typer.Option(help="Only jobs of this queue (repeat).")] = None,
     task: Annotated[list[str] | None, typer.Option(help="Only jobs of this task (repeat).")] = None,
