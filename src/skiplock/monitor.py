@@ -28,7 +28,7 @@ from skiplock._core.text import printable
 from skiplock.client import Client
 from skiplock.models import Failure, HealthCheck, JobState, QueueActivity, QueueStat, TaskStat, WorkerInfo
 
-__all__ = ["Monitor", "QueueRow", "Snapshot", "sparkline"]
+__all__ = ["Monitor", "QueueRow", "Snapshot", "describe_limits", "sparkline"]
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "critical": "bold red"}
@@ -280,14 +280,25 @@ class Monitor:
         return Panel(table, title="queues", title_align="left", border_style="blue")
 
 
-def _limits(stat: QueueStat) -> str:
-    parts = [f"max {stat.concurrency_limit}"] if stat.concurrency_limit is not None else []
-    parts += [f"{stat.rate_limit:g}/s"] if stat.rate_limit is not None else []
-    if stat.key_arg is not None and stat.key_concurrency_limit is not None:
-        parts.append(f"max {stat.key_concurrency_limit} per {stat.key_arg}")
-    if stat.key_arg is not None and stat.key_rate_limit is not None:
-        parts.append(f"{stat.key_rate_limit:g}/s per {stat.key_arg}")
+def describe_limits(
+    concurrency: int | None,
+    rate: float | None,
+    key_arg: str | None = None,
+    per_key: int | None = None,
+    key_rate: float | None = None,
+) -> str:
+    """A queue's limits in a few words ("max 5, 20/s, max 2 per tenant"); plain text, unescaped."""
+    parts = [f"max {concurrency}"] if concurrency is not None else []
+    parts += [f"{rate:g}/s"] if rate is not None else []
+    parts += [f"max {per_key} per {key_arg}"] if key_arg is not None and per_key is not None else []
+    parts += [f"{key_rate:g}/s per {key_arg}"] if key_arg is not None and key_rate is not None else []
     return ", ".join(parts)
+
+
+def _limits(stat: QueueStat) -> str:
+    return describe_limits(
+        stat.concurrency_limit, stat.rate_limit, stat.key_arg, stat.key_concurrency_limit, stat.key_rate_limit
+    )
 
 
 def _workers_table(workers: list[WorkerInfo]) -> Panel:

@@ -13,6 +13,7 @@ from rich.table import Table
 from skiplock.cli._common import DsnOption, console, dsn_of, handle_errors, safe
 from skiplock.client import Client
 from skiplock.models import JobState
+from skiplock.monitor import describe_limits
 
 app = typer.Typer(help="Inspect, pause, resume and limit queues.", no_args_is_help=True)
 # Short state headers keep the table inside 80 columns.
@@ -34,8 +35,10 @@ def list_queues(dsn: DsnOption = None) -> None:
     for s in stats:
         by_queue[s.queue][s.state] = s.jobs
         paused[s.queue] = s.paused
-        limits[s.queue] = _limits(
-            s.concurrency_limit, s.rate_limit, s.key_arg, s.key_concurrency_limit, s.key_rate_limit
+        limits[s.queue] = safe(
+            describe_limits(
+                s.concurrency_limit, s.rate_limit, s.key_arg, s.key_concurrency_limit, s.key_rate_limit
+            )
         )
         if s.state is JobState.AVAILABLE and s.oldest_age is not None:
             oldest[s.queue] = _age(s.oldest_age.total_seconds())
@@ -50,20 +53,6 @@ def list_queues(dsn: DsnOption = None) -> None:
         notes = ", ".join(filter(None, ["paused" if paused[queue] else "", limits[queue]]))
         table.add_row(safe(queue), *counts, oldest.get(queue, "-"), notes)
     console.print(table)
-
-
-def _limits(
-    concurrency: int | None,
-    rate: float | None,
-    key_arg: str | None = None,
-    per_key: int | None = None,
-    key_rate: float | None = None,
-) -> str:
-    parts = [f"max {concurrency}"] if concurrency is not None else []
-    parts += [f"{rate:g}/s"] if rate is not None else []
-    parts += [f"max {per_key} per {safe(key_arg)}"] if key_arg is not None and per_key is not None else []
-    parts += [f"{key_rate:g}/s per {safe(key_arg)}"] if key_arg is not None and key_rate is not None else []
-    return ", ".join(parts)
 
 
 def _age(seconds: float) -> str:
@@ -137,7 +126,7 @@ def limit(
             key_rate=key_rate,
             key_burst=key_burst,
         )
-    described = _limits(got.concurrency, got.rate, got.key_arg, got.per_key, got.key_rate)
+    described = safe(describe_limits(got.concurrency, got.rate, got.key_arg, got.per_key, got.key_rate))
     described += f" (burst {got.burst})" if got.burst is not None else ""
     described += f" (key burst {got.key_burst})" if got.key_burst is not None else ""
     console.print(f"{safe(name)}: {described or 'no limits'}")
