@@ -34,7 +34,7 @@ FAST = {"poll_interval": timedelta(milliseconds=50), "reap_interval": timedelta(
 #: The functions each role may execute: exactly these (a new function fails this test until its
 #: migration decides who may run it, in skiplock._grant_roles()).
 EXECUTE = {
-    PRODUCER: {"enqueue", "enqueue_many"},
+    PRODUCER: {"enqueue", "enqueue_many", "job_graph", "parent_results"},
     WORKER: {
         "claim",
         "complete",
@@ -52,6 +52,8 @@ EXECUTE = {
         "drop_partitions",
         "enqueue",
         "enqueue_many",
+        "job_graph",
+        "parent_results",
         "backoff",
         "retry_delay",
         "_check_job",
@@ -67,7 +69,7 @@ EXECUTE = {
         "_setting",
         "_show",
     },
-    MONITOR: set(),
+    MONITOR: {"job_graph", "parent_results"},
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 #: Privileges on the schema's tables and views (history partitions apart), per role.
@@ -88,7 +90,7 @@ TABLES: dict[str, dict[str, set[str]]] = {
     },
 }
 MAIN_RELATIONS = (
-    "job", "job_history", "queue", "queue_key_bucket", "worker", "schedule", "migration",
+    "job", "job_history", "job_dependency", "queue", "queue_key_bucket", "worker", "schedule", "migration",
     "jobs", "queue_stats", "workers", "queue_activity", "task_stats", "recent_failures", "health", "webhooks",
 )  # fmt: skip
 TABLES[MONITOR] = {name: {"SELECT"} for name in MAIN_RELATIONS}
@@ -166,7 +168,7 @@ def run(dsn: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
 
 
 def test_security_definer_functions_pin_search_path(conn):
-    """Pass: the SECURITY DEFINER functions are exactly the seven meant to be, and each pins
+    """Pass: the SECURITY DEFINER functions are exactly the ten meant to be, and each pins
     search_path to pg_catalog then pg_temp, so no caller's schema or temp object can stand in for
     what their bodies call."""
     rows = conn.execute(
@@ -179,6 +181,7 @@ def test_security_definer_functions_pin_search_path(conn):
     assert {name for name, _ in rows} == {
         "enqueue", "enqueue_many", "ensure_partitions", "drop_partitions",
         "_webhooks_enqueue", "_webhooks_enqueue_inserted", "_webhooks_enqueue_updated",
+        "_resolve_dependents", "job_graph", "parent_results",
     }  # fmt: skip
     for name, config in rows:
         paths = [c for c in config if c.startswith("search_path=")]
