@@ -14,7 +14,9 @@ FROM skiplock.enqueue(
     max_attempts => %(max_attempts)s::integer,
     dedupe_key => %(dedupe_key)s::text,
     dedupe_window => %(dedupe_window)s::interval,
-    retry_policy => %(retry_policy)s::jsonb
+    retry_policy => %(retry_policy)s::jsonb,
+    depends_on => %(depends_on)s::jsonb,
+    on_parent_failure => %(on_parent_failure)s::text
 );
 
 -- name: set_traceparent :one
@@ -32,7 +34,9 @@ FROM skiplock.enqueue_many(
     max_attempts => %(max_attempts)s::integer[],
     dedupe_keys => %(dedupe_keys)s::text[],
     dedupe_windows => %(dedupe_windows)s::interval[],
-    retry_policies => %(retry_policies)s::text[]::jsonb[]
+    retry_policies => %(retry_policies)s::text[]::jsonb[],
+    depends_on => %(depends_on)s::text[]::jsonb[],
+    on_parent_failure => %(on_parent_failure)s::text[]
 ) AS id;
 
 -- name: claim :many
@@ -51,7 +55,9 @@ SELECT id
 FROM skiplock.complete(
     job_ids => %(job_ids)b::bigint[],
     lease_tokens => %(lease_tokens)b::uuid[],
-    results => %(results)s::text[]::jsonb[]
+    results => %(results)s::text[]::jsonb[],
+    -- the statement's time, not the transaction's: a task's job transaction completes it at its end
+    as_of => statement_timestamp()
 ) AS id;
 
 -- name: fail :one
@@ -128,6 +134,14 @@ FROM skiplock.cancel(job_ids => %(job_ids)s::bigint[]);
 SELECT *
 FROM skiplock.jobs
 WHERE id = %(job_id)s::bigint;
+
+-- name: job_graph :many
+SELECT id, queue, task, state::text AS state, parents, on_failure, pending_parents, finished_at
+FROM skiplock.job_graph(%(job_id)s::bigint);
+
+-- name: parent_results :many
+SELECT parent_id, task, state::text AS state, result, error, on_failure
+FROM skiplock.parent_results(%(job_id)s::bigint);
 
 -- name: list_jobs :many
 SELECT *

@@ -26,9 +26,21 @@ from skiplock.errors import (
 )
 from skiplock.migrate import Migrator
 from skiplock.migrate_async import AsyncMigrator, MigrationStatus
-from skiplock.models import Job, JobSpec, JobState, QueueLimits, QueueStat, Schedule, WorkerInfo
+from skiplock.models import (
+    Dependency,
+    GraphNode,
+    Job,
+    JobSpec,
+    JobState,
+    ParentResult,
+    QueueLimits,
+    QueueStat,
+    Schedule,
+    WorkerInfo,
+)
 from skiplock.task import Task, task
 from skiplock.worker import AsyncWorker, Worker
+from skiplock.workflow import chain, group
 
 __version__ = "0.1.0"
 
@@ -42,7 +54,9 @@ __all__ = [
     "Client",
     "ConfigError",
     "DatabaseUnavailable",
+    "Dependency",
     "Fail",
+    "GraphNode",
     "InvalidInput",
     "Job",
     "JobContext",
@@ -53,6 +67,7 @@ __all__ = [
     "LeaseLost",
     "MigrationStatus",
     "Migrator",
+    "ParentResult",
     "QueueLimits",
     "QueueStat",
     "Retry",
@@ -65,8 +80,10 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "backoff",
+    "chain",
     "configure",
     "cron",
     "current_job",
+    "group",
     "task",
 ]

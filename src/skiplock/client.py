@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Iterable, Sequence
+from collections.abc import Iterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from time import monotonic as _monotonic
 from types import TracebackType
@@ -13,12 +13,14 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from skiplock._core import cron as _cron
-from skiplock._core import statements
+from skiplock._core import graph, statements
 from skiplock._core.rows import (
     activity_from_row,
     failure_from_row,
+    graph_node_from_row,
     health_from_row,
     job_from_row,
+    parent_result_from_row,
     queue_stat_from_row,
     schedule_from_row,
     task_stat_from_row,
@@ -34,11 +36,14 @@ from skiplock.models import (
     EVENT_KINDS,
     Event,
     Failure,
+    GraphNode,
     HealthCheck,
     Job,
     JobSpec,
     JobState,
     Json,
+    ParentRef,
+    ParentResult,
     QueueActivity,
     QueueLimits,
     QueueStat,
@@ -47,6 +52,7 @@ from skiplock.models import (
     WorkerInfo,
 )
 from skiplock.settings import DEFAULT_QUEUE, ENQUEUE_CHUNK, redact, resolve_dsn
+from skiplock.workflow import group
 
 __all__ = ["Client"]
 
@@ -125,6 +131,8 @@ class Client:
         dedupe_key: str | None = None,
         dedupe_window: timedelta | None = None,
         retry_backoff: Backoff | None = None,
+        depends_on: Sequence[ParentRef] = (),
+        on_parent_failure: str | None = None,
         conn: Any = None,
     ) -> Job:
         """Enqueue one job and return it.
@@ -135,6 +143,9 @@ class Client:
         ``run_at`` wins over ``delay``; both are resolved with the database clock.
         ``retry_backoff`` (``skiplock.backoff.fixed/linear/exponential``) is stored with the job
         and used instead of the task's policy.
+        ``depends_on`` (job ids, Jobs or ``Dependency``) makes the job wait (state ``waiting``)
+        until those jobs finish; a parent that fails or is cancelled cancels it, unless
+        ``on_parent_failure="run"`` (see docs/workflows.md).
 
         Raises:
             InvalidInput: the database rejected a name, the args or an option; nothing was written.
@@ -150,7 +161,10 @@ class Client:
             dedupe_key=dedupe_key,
             dedupe_window=dedupe_window,
             retry_backoff=retry_backoff,
+            depends_on=tuple(depends_on),
+            on_parent_failure=on_parent_failure,
         )
+        graph.check_on_failure(on_parent_failure, "on_parent_failure")
         with producer_span(spec.task, spec.queue) as traceparent:
             (rows,) = self._run_enqueue([statements.enqueue(spec)], conn, traceparent)
         if not rows or rows[0].get("id") is None:  # pragma: no cover - the function always returns a row
@@ -161,39 +175,88 @@ class Client:
         """Enqueue many jobs in as few round trips as possible; return their ids in order.
 
         Batches above the server's batch limit are split, all inside one transaction: either
-        every job is enqueued or none is.
+        every job is enqueued or none is. A batch is a whole workflow when its specs name each
+        other in ``depends_on`` (any order: parents are sent first); a cycle raises ConfigError
+        and nothing is written.
         """
         batch = list(specs)
         if not batch:
             return []
-        chunks = [batch[i : i + ENQUEUE_CHUNK] for i in range(0, len(batch), ENQUEUE_CHUNK)]
-        stmts = [statements.enqueue_many(chunk) for chunk in chunks]
+        if not any(s.depends_on or s.on_parent_failure for s in batch):
+            chunks = [batch[i : i + ENQUEUE_CHUNK] for i in range(0, len(batch), ENQUEUE_CHUNK)]
+            stmts = [statements.enqueue_many(chunk) for chunk in chunks]
+            with producer_span(batch[0].task, batch[0].queue, len(batch)) as traceparent:
+                results = self._run_enqueue(stmts, conn, traceparent)
+            return [int(r["id"]) for rows in results for r in rows]
+
+        plan = graph.plan_batch(batch)
+        ordered = [batch[i] for i in plan.order]
+        sent: list[int] = []  # ids in submission order, as chunks come back
+
+        def next_chunk(done: list[list[Any]]) -> statements.BoundStatement | None:
+            if done:
+                sent.extend(int(r["id"]) for r in done[-1])
+            start = len(sent)
+            if start >= len(ordered):
+                return None
+            stop = min(start + ENQUEUE_CHUNK, len(ordered))
+            return statements.enqueue_many(ordered[start:stop], plan.depends_on(start, stop, sent))
+
         with producer_span(batch[0].task, batch[0].queue, len(batch)) as traceparent:
-            results = self._run_enqueue(stmts, conn, traceparent)
-        return [int(r["id"]) for rows in results for r in rows]
+            results = self._run_enqueue(next_chunk, conn, traceparent)
+        ids = [int(r["id"]) for rows in results for r in rows]
+        by_input = [0] * len(batch)
+        for position, i in enumerate(plan.order):
+            by_input[i] = ids[position]
+        return by_input
+
+    def enqueue_group(self, members: Sequence[JobSpec], then: JobSpec, *, conn: Any = None) -> list[int]:
+        """Enqueue ``members`` and ``then``, a callback that runs once when all of them have
+        finished, whatever their outcome (``skiplock.group``): one round trip, one transaction.
+
+        The callback reads each member's state, result and error with
+        ``current_job().parent_results()``. Returns the members' ids, then the callback's.
+        """
+        return self.enqueue_many(group(members, then), conn=conn)
 
     def _run_enqueue(
-        self, stmts: list[statements.BoundStatement], conn: Any, traceparent: str | None
+        self,
+        stmts: list[statements.BoundStatement]
+        | Callable[[list[list[Any]]], statements.BoundStatement | None],
+        conn: Any,
+        traceparent: str | None,
     ) -> list[list[Any]]:
         """Run enqueue statements: on ``conn`` (inside the caller's transaction), or on the pool;
-        several, or a traced one, in one transaction. A trace context goes with the jobs through
+        several, or a traced one, in one transaction. ``stmts`` is a list, or a function giving
+        the next statement from the results so far (None when done: a workflow's later chunks
+        name parents by the ids of earlier ones). A trace context goes with the jobs through
         the transaction's skiplock.traceparent setting (migration 0016), cleared after them."""
         around = (
             (statements.set_traceparent(traceparent), statements.set_traceparent("")) if traceparent else None
         )
+        source: Callable[[list[list[Any]]], statements.BoundStatement | None]
+        if isinstance(stmts, list):
+            listed = stmts
+
+            def from_list(done: list[list[Any]]) -> statements.BoundStatement | None:
+                return listed[len(done)] if len(done) < len(listed) else None
+
+            source, single = from_list, len(listed) == 1
+        else:
+            source, single = stmts, False
         if conn is None:
             self._ensure_open()
-            if len(stmts) == 1 and around is None:
-                return [self._executor.all(stmts[0])]
+            if single and around is None:
+                return [self._executor.all(source([]))]  # type: ignore[arg-type]
         try:
             if conn is not None:
                 raw = resolve_sync(conn)
                 if around is None:
-                    return [self._executor.all(s, conn=raw) for s in stmts]
+                    return self._enqueue_on(raw, source, None)
                 with raw.transaction():  # a savepoint inside the caller's transaction
-                    return self._enqueue_on(raw, stmts, around)
+                    return self._enqueue_on(raw, source, around)
             with self._pool.connection() as pooled, pooled.transaction():
-                return self._enqueue_on(pooled, stmts, around)
+                return self._enqueue_on(pooled, source, around)
         except psycopg.Error as exc:
             translated = translate(exc)
             if translated is None:
@@ -203,12 +266,14 @@ class Client:
     def _enqueue_on(
         self,
         conn: Any,
-        stmts: list[statements.BoundStatement],
+        source: Callable[[list[list[Any]]], statements.BoundStatement | None],
         around: tuple[statements.BoundStatement, statements.BoundStatement] | None,
     ) -> list[list[Any]]:
         if around is not None:
             self._executor.run(around[0], conn=conn)
-        results = [self._executor.all(s, conn=conn) for s in stmts]
+        results: list[list[Any]] = []
+        while (stmt := source(results)) is not None:
+            results.append(self._executor.all(stmt, conn=conn))
         if around is not None:
             self._executor.run(around[1], conn=conn)
         return results
@@ -263,6 +328,23 @@ class Client:
         if row is None:
             raise JobNotFound(f"no job with id {job_id}")
         return job_from_row(row)
+
+    def job_graph(self, job_id: int) -> list[GraphNode]:
+        """Return the workflow ``job_id`` belongs to: every job linked to it by dependencies,
+        with its state and direct parents (``skiplock.job_graph``); just the job when it has none.
+
+        Raises:
+            JobNotFound: no job with that id.
+        """
+        rows = self._all(statements.job_graph(job_id), None)
+        if not rows:
+            raise JobNotFound(f"no job with id {job_id}")
+        return [graph_node_from_row(r) for r in rows]
+
+    def parent_results(self, job_id: int) -> list[ParentResult]:
+        """Return the outcome of each parent of ``job_id`` (state, result, last error)."""
+        rows = self._all(statements.parent_results(job_id), None)
+        return [parent_result_from_row(r) for r in rows]
 
     def list_jobs(
         self,

@@ -13,10 +13,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FINAL_STATES",
+    "Dependency",
+    "GraphNode",
     "Job",
     "JobSpec",
     "JobState",
     "Json",
+    "ParentResult",
     "QueueLimits",
     "QueueStat",
     "Schedule",
@@ -30,6 +33,7 @@ Json = Any
 class JobState(str, enum.Enum):
     """The states of a job; mirrors the ``skiplock.job_state`` enum (a test keeps them equal)."""
 
+    WAITING = "waiting"  # for its parents (depends_on) to finish
     SCHEDULED = "scheduled"
     AVAILABLE = "available"
     RUNNING = "running"
@@ -72,6 +76,7 @@ class Job:
     progress_message: str | None = None
     retry_policy: dict[str, Json] | None = None  # the per-call retry backoff stored on a live job
     trace_parent: str | None = None  # the W3C traceparent of the span that enqueued it (live jobs)
+    pending_parents: int = 0  # parents not finished yet (waiting jobs)
 
     @property
     def is_final(self) -> bool:
@@ -95,6 +100,48 @@ class JobSpec:
     dedupe_window: timedelta | None = None
     #: stored on the job; used instead of the task's policy (skiplock.backoff.fixed/linear/exponential)
     retry_backoff: Backoff | None = None
+    #: parents: job ids, Jobs, other JobSpecs of the same enqueue_many batch, or Dependency(...)
+    depends_on: tuple[ParentRef, ...] = ()
+    #: when a parent fails or is cancelled: "cancel" this job (default) or "run" it anyway
+    on_parent_failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """A parent with its own failure rule: ``Dependency(job, on_failure="run")`` in ``depends_on``."""
+
+    job: int | Job | JobSpec
+    on_failure: str = "cancel"  # or "run"
+
+
+#: What ``depends_on`` accepts: a job id, a Job, a JobSpec of the same batch, or a Dependency.
+ParentRef = int | Job | JobSpec | Dependency
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParentResult:
+    """A parent's outcome as its child sees it (``current_job().parent_results()``)."""
+
+    parent_id: int
+    task: str
+    state: JobState
+    result: Json  # what the parent returned (completed parents)
+    error: str | None  # its last error (failed or cancelled parents)
+    on_failure: str  # the edge's rule: "cancel" or "run"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GraphNode:
+    """One job of a workflow (``skiplock.job_graph``): its state and direct parents."""
+
+    id: int
+    queue: str
+    task: str
+    state: JobState
+    parents: list[int]
+    on_failure: list[str]  # per parent, in the same order
+    pending_parents: int
+    finished_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

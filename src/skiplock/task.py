@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar, overload
 from skiplock.backoff import Backoff
 from skiplock.defaults import get_async_client, get_client
 from skiplock.errors import ConfigError
-from skiplock.models import Job, JobSpec, Json
+from skiplock.models import Job, JobSpec, Json, ParentRef
 from skiplock.settings import DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE
 
 __all__ = ["REGISTRY", "Task", "TaskCall", "task"]
@@ -32,6 +32,8 @@ class _Options:
     dedupe_key: str | None = None
     dedupe_window: timedelta | None = None
     retry_backoff: Backoff | None = None
+    depends_on: tuple[ParentRef, ...] = ()
+    on_parent_failure: str | None = None
     conn: Any = None
     client: Any = None
 
@@ -114,6 +116,8 @@ class Task(Generic[R]):
         dedupe_key: str | None = None,
         dedupe_window: timedelta | None = None,
         retry_backoff: Backoff | None = None,
+        depends_on: Iterable[ParentRef] | None = None,
+        on_parent_failure: str | None = None,
         conn: Any = None,
         client: Any = None,
     ) -> TaskCall[R]:
@@ -121,7 +125,9 @@ class Task(Generic[R]):
 
         ``dedupe_window`` keeps ``dedupe_key`` taken for that long after the job completes;
         ``retry_backoff`` (``skiplock.backoff.fixed/linear/exponential``) is stored with the job
-        and replaces the task's policy for it.
+        and replaces the task's policy for it. ``depends_on`` (job ids, Jobs, JobSpecs of the
+        same batch, ``Dependency``) makes the job wait for its parents; ``on_parent_failure``
+        ("cancel" or "run") says what a failed or cancelled parent does to it.
         """
         return TaskCall(self, self._defaults()).using(
             queue=queue,
@@ -132,9 +138,15 @@ class Task(Generic[R]):
             dedupe_key=dedupe_key,
             dedupe_window=dedupe_window,
             retry_backoff=retry_backoff,
+            depends_on=None if depends_on is None else tuple(depends_on),
+            on_parent_failure=on_parent_failure,
             conn=conn,
             client=client,
         )
+
+    def spec(self, **kwargs: Json) -> JobSpec:
+        """Build the JobSpec of one run without enqueueing it (for ``enqueue_many`` workflows)."""
+        return TaskCall(self, self._defaults()).spec(**kwargs)
 
     def enqueue(self, **kwargs: Json) -> Job:
         """Enqueue one run with these keyword arguments (default client, or see :meth:`using`)."""
@@ -184,6 +196,8 @@ class TaskCall(Generic[R]):
             dedupe_key=spec.dedupe_key,
             dedupe_window=spec.dedupe_window,
             retry_backoff=spec.retry_backoff,
+            depends_on=spec.depends_on,
+            on_parent_failure=spec.on_parent_failure,
             conn=self.options.conn,
         )
 
@@ -202,8 +216,14 @@ class TaskCall(Generic[R]):
             dedupe_key=spec.dedupe_key,
             dedupe_window=spec.dedupe_window,
             retry_backoff=spec.retry_backoff,
+            depends_on=spec.depends_on,
+            on_parent_failure=spec.on_parent_failure,
             conn=self.options.conn,
         )
+
+    def spec(self, **kwargs: Json) -> JobSpec:
+        """Build the JobSpec of one run with these options, without enqueueing it."""
+        return self._spec(kwargs)
 
     def enqueue_many(self, kwargs_list: Iterable[Mapping[str, Json]]) -> list[int]:
         """Enqueue many runs; all or none."""
@@ -232,6 +252,8 @@ class TaskCall(Generic[R]):
             dedupe_key=o.dedupe_key,
             dedupe_window=o.dedupe_window,
             retry_backoff=o.retry_backoff,
+            depends_on=o.depends_on,
+            on_parent_failure=o.on_parent_failure,
         )
 
 

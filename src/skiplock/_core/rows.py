@@ -7,9 +7,11 @@ from typing import Any
 
 from skiplock.models import (
     Failure,
+    GraphNode,
     HealthCheck,
     Job,
     JobState,
+    ParentResult,
     QueueActivity,
     QueueStat,
     Schedule,
@@ -20,9 +22,11 @@ __all__ = [
     "CLAIM_COLUMNS",
     "activity_from_row",
     "failure_from_row",
+    "graph_node_from_row",
     "health_from_row",
     "job_from_claim",
     "job_from_row",
+    "parent_result_from_row",
     "queue_stat_from_row",
     "schedule_from_row",
     "task_stat_from_row",
@@ -74,6 +78,30 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
 
 
 _SCHEDULE_FIELDS = frozenset(Schedule.__dataclass_fields__)
+
+
+def graph_node_from_row(row: Mapping[str, Any]) -> GraphNode:
+    return GraphNode(
+        id=int(row["id"]),
+        queue=row["queue"],
+        task=row["task"],
+        state=_STATES[row["state"]],
+        parents=[int(p) for p in row["parents"]],
+        on_failure=list(row["on_failure"]),
+        pending_parents=int(row["pending_parents"]),
+        finished_at=row["finished_at"],
+    )
+
+
+def parent_result_from_row(row: Mapping[str, Any]) -> ParentResult:
+    return ParentResult(
+        parent_id=int(row["parent_id"]),
+        task=row["task"],
+        state=_STATES[row["state"]],
+        result=row["result"],
+        error=row["error"],
+        on_failure=row["on_failure"],
+    )
 
 
 def schedule_from_row(row: Mapping[str, Any]) -> Schedule:

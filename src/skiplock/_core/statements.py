@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from skiplock._core import graph
 from skiplock._sql import QUERIES, Statement
 from skiplock.backoff import Backoff
 from skiplock.errors import ConfigError
@@ -78,10 +79,23 @@ def enqueue(spec: JobSpec) -> BoundStatement:
         dedupe_key=spec.dedupe_key,
         dedupe_window=spec.dedupe_window,
         retry_policy=_policy(spec),
+        depends_on=_parents(spec),
+        on_parent_failure=spec.on_parent_failure,
     )
 
 
-def enqueue_many(specs: Sequence[JobSpec]) -> BoundStatement:
+def _parents(spec: JobSpec) -> str | None:
+    """A job enqueued alone: its parents exist already (ids, Jobs, Dependency)."""
+    if not spec.depends_on:
+        return None
+    refs: list[Json] = []
+    for ref in spec.depends_on:
+        job_id, on_failure = graph.existing_parent(ref)
+        refs.append(job_id if on_failure is None else {"job": job_id, "on_failure": on_failure})
+    return graph.parent_json(refs)
+
+
+def enqueue_many(specs: Sequence[JobSpec], depends_on: Sequence[str | None] | None = None) -> BoundStatement:
     """Bind one batch. Columns that are the same for every job are sent once (broadcast)."""
 
     def column(values: list[Any]) -> list[Any] | None:
@@ -102,6 +116,8 @@ def enqueue_many(specs: Sequence[JobSpec]) -> BoundStatement:
         dedupe_keys=column([s.dedupe_key for s in specs]),
         dedupe_windows=column([s.dedupe_window for s in specs]),
         retry_policies=column([_policy(s) for s in specs]),
+        depends_on=None if depends_on is None else list(depends_on),
+        on_parent_failure=None if depends_on is None else column([s.on_parent_failure for s in specs]),
     )
 
 
@@ -196,6 +212,14 @@ def cancel(job_ids: Sequence[int]) -> BoundStatement:
 
 def get_job(job_id: int) -> BoundStatement:
     return _bind("get_job", job_id=job_id)
+
+
+def job_graph(job_id: int) -> BoundStatement:
+    return _bind("job_graph", job_id=job_id)
+
+
+def parent_results(job_id: int) -> BoundStatement:
+    return _bind("parent_results", job_id=job_id)
 
 
 def list_jobs(
