@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from skiplock.errors import ConfigError
-from skiplock.models import Job
+from skiplock.models import Job, ParentResult
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = ["JobContext", "current_job"]
+
+
+class _TransactionHook(Protocol):
+    """How a context reaches its worker to open the job's transaction (the worker implements it)."""
+
+    def transaction(self, ctx: JobContext) -> psycopg.Connection[Any]: ...
+
+    async def atransaction(self, ctx: JobContext) -> psycopg.AsyncConnection[Any]: ...
+
+
+class _ReadHook(Protocol):
+    """How a context reads the database through its worker (the worker implements it)."""
+
+    def parent_results(self, job_id: int) -> list[ParentResult]: ...
+
+    async def aparent_results(self, job_id: int) -> list[ParentResult]: ...
 
 
 @dataclass(slots=True, kw_only=True)
@@ -31,6 +51,13 @@ class JobContext:
     # differ (replacing a tuple is atomic too).
     _progress: tuple[float, str | None] | None = None
     _progress_sent: tuple[float, str | None] | None = None
+    # The job's transaction (see transaction()): the worker's hook that opens it, None outside a
+    # worker and once the attempt is over, and the connection once opened. The hook reads and
+    # writes both under its lock (a def task's thread and the event loop both get here).
+    _tx_hook: _TransactionHook | None = None
+    _tx_conn: Any = None
+    # The worker's reads for this job (parent_results); None outside a worker.
+    _reads: _ReadHook | None = None
 
     @property
     def attempt(self) -> int:
@@ -58,6 +85,61 @@ class JobContext:
     def lease_lost(self) -> bool:
         """True once the worker learned it no longer holds this job: its outcome will be ignored."""
         return self._lease_lost
+
+    def transaction(self) -> psycopg.Connection[Any]:
+        """The job's transaction, for a ``def`` task's own writes: they commit with the job's completion.
+
+        Returns a psycopg connection already inside an open transaction (the same one on every
+        call within the attempt). Write with it and never commit or roll back: when the task
+        returns, the worker completes the job on this connection and commits only if it still
+        holds the job's lease, so the writes and the completion happen together or not at all.
+        If the task raises, times out, is cancelled or released, or the lease was lost, the
+        writes are rolled back. The transaction is read committed; inside it,
+        ``with conn.transaction():`` makes a savepoint.
+
+        Raises:
+            ConfigError: called outside a task run by a skiplock worker, after the attempt is
+                over, or from an ``async def`` task (use :meth:`atransaction`).
+        """
+        hook = self._tx_hook
+        if hook is None:
+            raise ConfigError(_NO_TRANSACTION)
+        return hook.transaction(self)
+
+    async def atransaction(self) -> psycopg.AsyncConnection[Any]:
+        """The job's transaction for an ``async def`` task: :meth:`transaction`, as an async connection.
+
+        Raises:
+            ConfigError: called outside a task run by a skiplock worker, after the attempt is
+                over, or from a ``def`` task's thread (use :meth:`transaction`).
+        """
+        hook = self._tx_hook
+        if hook is None:
+            raise ConfigError(_NO_TRANSACTION)
+        return await hook.atransaction(self)
+
+    def parent_results(self) -> list[ParentResult]:
+        """The job's parents (``depends_on``) and how each ended: state, result, last error.
+
+        For a ``def`` task; a group's callback learns each member's outcome this way. Empty for
+        a job without parents.
+
+        Raises:
+            ConfigError: called outside a task run by a skiplock worker, or from an ``async def``
+                task (use :meth:`aparent_results`).
+        """
+        if self._reads is None:
+            raise ConfigError("parent_results() needs a job run by a skiplock worker")
+        return self._reads.parent_results(self.job.id)
+
+    async def aparent_results(self) -> list[ParentResult]:
+        """:meth:`parent_results` for an ``async def`` task."""
+        if self._reads is None:
+            raise ConfigError("aparent_results() needs a job run by a skiplock worker")
+        return await self._reads.aparent_results(self.job.id)
+
+
+_NO_TRANSACTION = "the job's transaction exists only while its task runs in a skiplock worker"
 
 
 _CURRENT: contextvars.ContextVar[JobContext] = contextvars.ContextVar("skiplock_current_job")

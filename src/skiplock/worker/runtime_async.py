@@ -14,7 +14,9 @@ Loops, each an asyncio task named ``skiplock-<loop>``:
 Jobs run on ``concurrency`` long-lived **runner** coroutines that take claimed jobs from a
 queue: no asyncio task is created per job, and a runner takes the next job without a trip
 through the event loop when one is ready. Sync tasks run in a thread pool of ``concurrency``
-threads; async tasks run on the loop.
+threads; async tasks run on the loop. A task that opened its job transaction
+(``current_job().transaction()``) is finished on that transaction instead of by the acker: see
+``skiplock.worker.transactional``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import traceback
 import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -44,7 +46,7 @@ from skiplock._core.claiming import claim_size, poll_delay_s, rate_poll_s, refil
 from skiplock._core.cron import MAX_TICKS
 from skiplock._core.cron import due_ticks as cron_ticks
 from skiplock._core.cron import next_tick as next_cron_tick
-from skiplock._core.rows import job_from_claim
+from skiplock._core.rows import job_from_claim, parent_result_from_row
 from skiplock._driver.executor_async import AsyncExecutor
 from skiplock._driver.listener_async import AsyncListener
 from skiplock.backoff import exponential
@@ -52,7 +54,7 @@ from skiplock.context import _CURRENT, JobContext, current_job, set_current
 from skiplock.cron import CRON_REGISTRY
 from skiplock.errors import ConfigError, DatabaseUnavailable, Fail, Retry, SkiplockError
 from skiplock.migrate_async import AsyncMigrator
-from skiplock.models import Job, Json
+from skiplock.models import Job, Json, ParentResult
 from skiplock.settings import (
     DEFAULT_GRACE_PERIOD,
     DEFAULT_LEASE,
@@ -68,6 +70,7 @@ from skiplock.settings import (
 from skiplock.task import REGISTRY, Task
 from skiplock.webhooks import WebhookRejected
 from skiplock.webhooks import post as webhook_post
+from skiplock.worker.transactional import JobTransactions, TxConnection
 
 __all__ = ["AsyncWorker", "WorkerStats"]
 
@@ -128,19 +131,38 @@ WEBHOOK_QUEUE = "skiplock.webhooks"
 #: The outcome of a job cancelled on request: recorded as a non-retryable failure, which the
 #: database ends as `cancelled` because the job's cancel_requested flag is set.
 _CANCELLED = _Outcome("fail", error="cancelled on request", error_type="Cancelled", retryable=False)
+#: A task whose job transaction is in error (a statement failed and the task went on) or whose
+#: connection was lost: nothing can be committed, so the attempt fails and is retried.
+_TX_ABORTED = _Outcome(
+    "fail",
+    error="the job's transaction was aborted (a failed statement that the task caught, or a lost"
+    " connection); nothing was committed",
+    error_type="TransactionAborted",
+)
+#: A task that committed or rolled back its job transaction itself: its writes may be committed
+#: without the completion, so the job is not run again (a bug to fix in the task).
+_TX_ENDED = _Outcome(
+    "fail",
+    error="the task committed or rolled back its job transaction itself; it must leave that to the worker",
+    error_type="TransactionEnded",
+    retryable=False,
+)
 
 
 @dataclass(slots=True)
 class _Held:
     job: Job
     ctx: JobContext
-    # waiting (for a runner) → running (user code) → finishing (recording the outcome). Only a
-    # running job is ever cancelled (its runner is, while it awaits user code): cancelling while
-    # the outcome is being written could lose a release and later spend an attempt it should not.
-    # Waiting jobs are taken off the ready queue and released in one batch instead.
+    # waiting (for a runner) → running (user code) → finishing (recording the outcome), or
+    # committing (completing it on its job transaction: its row stays locked until the commit,
+    # so the heartbeat leaves it alone). Only a running job is ever cancelled (its runner is,
+    # while it awaits user code): cancelling while the outcome is being written could lose a
+    # release and later spend an attempt it should not. Waiting jobs are taken off the ready
+    # queue and released in one batch instead.
     phase: str = "waiting"
     task: asyncio.Task[None] | None = None  # the runner running it
     cancelled: bool = False  # someone called cancel() on it: end it as cancelled, never release it
+    thread: concurrent.futures.Future[Any] | None = None  # a def task's run in the thread pool
 
     @property
     def is_cancellable(self) -> bool:
@@ -259,6 +281,10 @@ class AsyncWorker:
         self._thread_futures: set[concurrent.futures.Future[Any]] = set()
         self._pool: AsyncConnectionPool | None = None
         self._executor: AsyncExecutor | None = None
+        # Job transactions, opened only by tasks that ask, on pools of their own.
+        self._transactions = JobTransactions(self.dsn, max_size=self.concurrency)
+        self._reads = _JobReads(self)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop run() runs on
         self._listener: AsyncListener | None = None
         self._signals = 0
         self._starved = False  # the producer waits for free slots
@@ -310,7 +336,8 @@ class AsyncWorker:
         )
         await self._pool.open(wait=True, timeout=30)
         self._executor = AsyncExecutor(self._pool)
-        loop = asyncio.get_running_loop()
+        self._transactions.start()
+        loop = self._loop = asyncio.get_running_loop()
         if self.install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
@@ -368,6 +395,10 @@ class AsyncWorker:
                 await self._db(statements.deregister_worker(self.worker_id), attempts=1)
             except SkiplockError as exc:
                 log.warning("could not deregister worker: %s", exc)
+            try:
+                await self._transactions.close()
+            except Exception:
+                log.exception("could not close the job transactions' pools")
             await self._pool.close()
             self._threads.shutdown(wait=False, cancel_futures=True)
             if self.install_signal_handlers:
@@ -489,7 +520,7 @@ class AsyncWorker:
     def _on_cancel(self, job_id: int) -> None:
         """cancel() was called on a job we hold: stop it if it is async and running, else flag it."""
         held = self._held.get(job_id)
-        if held is None or held.cancelled or held.phase == "finishing":
+        if held is None or held.cancelled or held.phase in ("finishing", "committing"):
             return
         held.cancelled = True
         held.ctx._cancel_requested = True  # what a sync task can see
@@ -518,7 +549,12 @@ class AsyncWorker:
     # -- execution -------------------------------------------------------------------------
 
     def _start(self, job: Job) -> None:
-        held = _Held(job=job, ctx=JobContext(job=job, worker_id=self.worker_id))
+        held = _Held(
+            job=job,
+            ctx=JobContext(
+                job=job, worker_id=self.worker_id, _tx_hook=self._transactions, _reads=self._reads
+            ),
+        )
         self._held[job.id] = held
         self._active += 1
         self._ready.put_nowait(held)
@@ -551,7 +587,11 @@ class AsyncWorker:
             held.phase, held.task = "finishing", None
             self._done_running()
             try:
-                await self._finish(held, outcome)
+                tx = self._transactions.detach(held.ctx)
+                if tx is None:
+                    await self._finish(held, outcome)
+                else:
+                    await self._finish_in_transaction(held, outcome, tx)
             finally:
                 self._busy -= 1
                 if self._busy == 0:
@@ -591,6 +631,7 @@ class AsyncWorker:
                     raise ConfigError("worker is not running")
                 ctx = contextvars.copy_context()
                 thread_future = self._threads.submit(ctx.run, functools.partial(task.fn, **kwargs))
+                held.thread = thread_future
                 self._thread_futures.add(thread_future)
                 thread_future.add_done_callback(self._thread_futures.discard)
                 result = await asyncio.wait_for(asyncio.wrap_future(thread_future), timeout=timeout)
@@ -701,6 +742,51 @@ class AsyncWorker:
             self._held.pop(job.id, None)
             self._outcomes += 1
 
+    async def _finish_in_transaction(self, held: _Held, outcome: _Outcome, tx: TxConnection) -> None:
+        """Finish a job whose task opened its job transaction: complete it on that transaction
+        and commit both, or roll the task's writes back and take the usual way."""
+        job = held.job
+        if outcome.kind != "complete" or held.ctx.lease_lost:
+            await self._transactions.abort(tx, held.thread)
+            await self._finish(held, outcome)
+            return
+        held.phase = "committing"
+        try:
+            verdict = await self._transactions.commit_completion(
+                tx, statements.complete([job.id], [_token(job)], [outcome.result])
+            )
+        except Exception as exc:
+            self._held.pop(job.id, None)
+            self._outcomes += 1
+            log.error(
+                "job %s: could not commit its transaction (%s); its writes and its completion stand"
+                " or fall together: unless the commit landed, its lease will expire and it runs again",
+                job.id,
+                exc,
+                extra=_fields(job),
+            )
+            return
+        if verdict == "aborted":  # retried like an exception of the task, with its policy
+            task = self.tasks.get(job.task)
+            delay = None if task is None else _policy_delay(task, job)
+            await self._finish(held, replace(_TX_ABORTED, retry_in=delay))
+            return
+        if verdict == "ended":
+            await self._finish(held, _TX_ENDED)
+            return
+        self._held.pop(job.id, None)
+        self._outcomes += 1
+        if verdict == "committed":
+            self.stats.completed += 1
+            self._jobs_done_since_beat += 1
+        else:
+            self.stats.lost += 1
+            log.warning(
+                "job %s: lease lost before completion was recorded; its transaction was rolled back",
+                job.id,
+                extra=_fields(job),
+            )
+
     # -- background loops ------------------------------------------------------------------
 
     async def _acker(self) -> None:
@@ -766,7 +852,7 @@ class AsyncWorker:
         fresh = [
             (h, h.ctx._progress)
             for h in list(self._held.values())
-            if h.ctx._progress is not h.ctx._progress_sent
+            if h.ctx._progress is not h.ctx._progress_sent and h.phase != "committing"
         ]
         reports = [(h, p) for h, p in fresh if p is not None]
         if not reports:
@@ -796,7 +882,9 @@ class AsyncWorker:
         self._slot_limited = frozenset(r["name"] for r in rows if r["slot_limited"])
 
     async def _beat(self) -> None:
-        held = list(self._held.values())
+        # Not a job being committed on its job transaction: that transaction holds its row
+        # (the reaper skips it) and the heartbeat would wait for the commit.
+        held = [h for h in list(self._held.values()) if h.phase != "committing"]
         try:
             if held:
                 rows = await self._db(
@@ -976,6 +1064,28 @@ class AsyncWorker:
                 log.warning("%s failed (%s); retrying in %.2fs", stmt.name, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(2.0, delay * 2)
+
+
+class _JobReads:
+    """What a running task may read through its worker (``current_job().parent_results()``):
+    on the worker's pool, from the event loop, or from a ``def`` task's thread."""
+
+    def __init__(self, worker: AsyncWorker) -> None:
+        self._worker = worker
+
+    async def aparent_results(self, job_id: int) -> list[ParentResult]:
+        rows = await self._worker._db(statements.parent_results(job_id))
+        return [parent_result_from_row(r) for r in rows]
+
+    def parent_results(self, job_id: int) -> list[ParentResult]:
+        loop = self._worker._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            raise ConfigError("parent_results() is for def tasks; an async def task awaits aparent_results()")
+        return asyncio.run_coroutine_threadsafe(self.aparent_results(job_id), loop).result()
 
 
 def _claim_order(job: Job) -> tuple[int, Any, int]:
