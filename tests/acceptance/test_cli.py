@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
 from skiplock._sql import migrations
@@ -92,6 +93,31 @@ def test_jobs_show_escapes_control_characters_from_job_data(dsn, conn):
     assert code == 0
     assert "\x1b" not in out
     assert "\x07" not in out
+
+
+def test_jobs_show_lists_parents_and_children_and_queues_list_counts_waiting(dsn, conn):
+    """Pass: a job's parents (with how many are unfinished) and children appear with their task,
+    state and failure rule; queues list grows a waiting column only when jobs wait."""
+    assert "wait" not in cli("queues", "list", "--dsn", dsn)[1]
+    a, b, c = (
+        r[0]
+        for r in conn.execute(
+            "SELECT * FROM skiplock.enqueue_many('{q}', '{extract,load,report}', depends_on => %s::jsonb[])",
+            [[Jsonb([]), Jsonb([-1]), Jsonb([-1, {"job": -2, "on_failure": "run"}])]],
+        )
+    )
+    code, out = cli("jobs", "show", str(b), "--dsn", dsn)
+    assert code == 0
+    assert "parents (1 not finished):" in out
+    assert f"  {a}  extract available  on failure: cancel" in out
+    assert f"  {c}  report waiting  on failure: run" in out
+    code, out = cli("queues", "list", "--dsn", dsn)
+    header, row = (
+        out.splitlines()[1].split(),
+        next(line.split() for line in out.splitlines() if line.startswith(" q ")),
+    )
+    assert header[1].startswith("wait")
+    assert row[1:4] == ["2", "0", "1"]  # waiting, scheduled, ready
 
 
 def test_queues_limit_sets_shows_and_removes_limits(dsn, conn):

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from skiplock.cli._common import DsnOption, console, dsn_of, fail, handle_errors, safe
 from skiplock.client import Client
-from skiplock.models import Job, JobState
+from skiplock.models import GraphNode, Job, JobState
 
 app = typer.Typer(help="Inspect and repair jobs.", no_args_is_help=True)
 
@@ -50,6 +50,7 @@ def show(job_id: Annotated[int, typer.Argument(help="Job id.")], dsn: DsnOption 
     """Show one job: args, result, attempts and errors."""
     with Client(dsn_of(dsn), max_size=1) as client:
         j = client.get_job(job_id)
+        nodes = {n.id: n for n in client.job_graph(job_id)}
     for name in ("id", "queue", "task", "state", "priority", "attempt", "max_attempts", "run_at", "created_at",
                  "attempted_at", "finished_at", "lease_expires_at", "worker_id", "dedupe_key", "cancel_requested"):  # fmt: skip
         console.print(f"[bold]{name}[/]: {safe(getattr(j, name))}")
@@ -58,12 +59,33 @@ def show(job_id: Annotated[int, typer.Argument(help="Job id.")], dsn: DsnOption 
         console.print(f"[bold]progress[/]: {j.progress:g}%{safe(message)}")
     console.print(f"[bold]args[/]: {safe(json.dumps(j.args, ensure_ascii=False))}")
     console.print(f"[bold]result[/]: {safe(json.dumps(j.result, ensure_ascii=False))}")
+    me = nodes[job_id]
+    children = [n for n in nodes.values() if job_id in n.parents]
+    if me.parents:
+        waiting = f" ({me.pending_parents} not finished)" if j.state is JobState.WAITING else ""
+        console.print(f"[bold]parents[/]{waiting}:")
+        _print_related([(nodes.get(p), p, rule) for p, rule in zip(me.parents, me.on_failure, strict=True)])
+    if children:
+        console.print("[bold]children[/]:")
+        _print_related([(c, c.id, c.on_failure[c.parents.index(job_id)]) for c in children])
     console.print("[bold]timeline[/]:")
     for at, what in _timeline(j):
         console.print(f"  {safe(at)}  {safe(what)}")
     for e in j.errors:
         console.print(f"[bold]error[/] attempt {safe(e.get('attempt'))} at {safe(e.get('at'))}: "
                       f"{safe(e.get('type', ''))}: {safe(e.get('error', ''))}")  # fmt: skip
+
+
+_RELATED_SHOWN = 20
+
+
+def _print_related(related: list[tuple[GraphNode | None, int, str]]) -> None:
+    """One line per parent or child (the first 20): id, task, state and the edge's failure rule."""
+    for node, node_id, rule in related[:_RELATED_SHOWN]:
+        what = f"{safe(node.task)} {node.state.value}" if node is not None else "(gone: past retention)"
+        console.print(f"  {node_id}  {what}  on failure: {rule}")
+    if len(related) > _RELATED_SHOWN:
+        console.print(f"  … and {len(related) - _RELATED_SHOWN} more (SELECT * FROM skiplock.job_graph(id))")
 
 
 def _timeline(j: Job) -> list[tuple[datetime, str]]:

@@ -33,16 +33,16 @@ def migrate(
         return
     if status:
         st = migrator.status()
-        console.print(f"applied: {list(st.applied) or 'none'}")
+        console.print(f"applied: {list(st.applied) or 'none'}", soft_wrap=True)
         console.print(f"pending: {list(st.pending) or 'none'}")
         if st.unknown:
             console.print(f"[yellow]unknown to this package: {list(st.unknown)}[/]")
         if st.mismatched:
-            console.print(f"[red]changed since applied: {list(st.mismatched)}[/]")
+            console.print(f"[red]changed since applied: {list(st.mismatched)}[/]", soft_wrap=True)
         return
     applied = migrator.up()
     if applied:
-        console.print(f"applied migrations {applied}")
+        console.print(f"applied migrations {applied}", soft_wrap=True)
     else:
         console.print("already up to date")
     if roles:

@@ -42,14 +42,16 @@ def list_queues(dsn: DsnOption = None) -> None:
         )
         if s.state is JobState.AVAILABLE and s.oldest_age is not None:
             oldest[s.queue] = _age(s.oldest_age.total_seconds())
+    # Jobs waiting for parents are a workflow matter: their column shows only when there are some.
+    states = [st for st in JobState if st is not JobState.WAITING or any(st in c for c in by_queue.values())]
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("queue", no_wrap=True)
-    for st in JobState:
+    for st in states:
         table.add_column(_SHORT.get(st.value, st.value), justify="right")
     table.add_column("oldest", justify="right")
     table.add_column("notes")  # paused, limits
     for queue in sorted(by_queue):
-        counts = [str(by_queue[queue].get(st, 0)) for st in JobState]
+        counts = [str(by_queue[queue].get(st, 0)) for st in states]
         notes = ", ".join(filter(None, ["paused" if paused[queue] else "", limits[queue]]))
         table.add_row(safe(queue), *counts, oldest.get(queue, "-"), notes)
     console.print(table)
