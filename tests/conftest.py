@@ -24,6 +24,8 @@ from pytest_postgresql import factories
 import skiplock
 from throwaway import Throwaway
 
+pytest_plugins = ["pytester"]  # tests of the skiplock pytest plugin run a real pytest session
+
 DEFAULT_TEST_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 #: A password no output may ever show. Every test's DSN carries it (trust authentication ignores

@@ -1,0 +1,100 @@
+"""The skiplock pytest plugin (entry point ``skiplock``): fixtures for testing code that uses skiplock.
+
+- ``skiplock_dsn``: a fresh database with skiplock's schema, for one test. The schema is migrated
+  once per session into a template database; each test gets a copy (``CREATE DATABASE ...
+  TEMPLATE``, a few milliseconds). The server is ``--skiplock-dsn``, else ``SKIPLOCK_TEST_DSN``,
+  else an embedded PostgreSQL (``pip install 'skiplock[embedded]'``).
+- ``skiplock_client``: a :class:`skiplock.Client` on it.
+- ``skiplock_clock``: a :class:`skiplock.testing.Clock` for ``drain(..., clock=...)``.
+
+Use them with :mod:`skiplock.testing` (``drain``, ``assert_enqueued``, ``abandon``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from skiplock.client import Client
+from skiplock.migrate import Migrator
+from skiplock.testing import Clock
+
+__all__ = ["skiplock_client", "skiplock_clock", "skiplock_dsn", "skiplock_template"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--skiplock-dsn",
+        default=None,
+        help="PostgreSQL server on which skiplock's fixtures create test databases"
+        " (default: SKIPLOCK_TEST_DSN, else an embedded server from skiplock[embedded])",
+    )
+
+
+@pytest.fixture(scope="session")
+def skiplock_template(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """``(server_dsn, template_name)``: a database migrated once per session, copied per test."""
+    server_dsn = request.config.getoption("--skiplock-dsn") or os.environ.get("SKIPLOCK_TEST_DSN")
+    embedded = None
+    if not server_dsn:
+        embedded = _embedded()
+        server_dsn = embedded.get_uri()
+    name = f"skiplock_template_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        Migrator(make_conninfo(server_dsn, dbname=name)).up()
+        yield server_dsn, name
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if embedded is not None:
+            embedded.cleanup()
+
+
+@pytest.fixture
+def skiplock_dsn(skiplock_template: tuple[str, str]) -> Iterator[str]:
+    """A fresh, migrated database for this test (dropped after it)."""
+    server_dsn, template = skiplock_template
+    name = f"skiplock_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield make_conninfo(server_dsn, dbname=name)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def skiplock_client(skiplock_dsn: str) -> Iterator[Client]:
+    """A client on this test's database, closed after the test."""
+    with Client(skiplock_dsn) as client:
+        yield client
+
+
+@pytest.fixture
+def skiplock_clock() -> Clock:
+    """A controllable clock: ``skiplock_clock.advance(minutes=5)``, then ``drain(..., clock=...)``."""
+    return Clock()
+
+
+def _embedded() -> Any:
+    try:
+        with warnings.catch_warnings():  # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pgserver
+    except ImportError:
+        raise pytest.UsageError(
+            "skiplock fixtures need a PostgreSQL server: pass --skiplock-dsn, set SKIPLOCK_TEST_DSN,"
+            " or pip install 'skiplock[embedded]'"
+        ) from None
+    return pgserver.get_server(tempfile.mkdtemp(prefix="skiplock-pytest-"), cleanup_mode="stop")  # type: ignore[attr-defined]

@@ -1,0 +1,336 @@
+"""Helpers for testing code that uses skiplock, on a real database, without workers or sleeps.
+
+- :class:`Clock`: the database clock plus an offset you control, so retries, delays, cron ticks and
+  lease expiry come due when the test says so.
+- :func:`drain`: run every due job in-process (the test's own thread), as a worker would, at the
+  clock's time; jobs their run makes due (retries, children of a workflow) run too.
+- :func:`assert_enqueued` / :func:`enqueued`: what is in the queue.
+- :func:`abandon`: claim due jobs like a worker that then dies, to test what lease expiry does.
+
+The pytest plugin (``skiplock.pytest_plugin``, loaded automatically once skiplock is installed)
+gives fixtures for a migrated database, a client and a clock on top of these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import traceback as tb
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from skiplock._core import statements
+from skiplock._core.cron import due_ticks
+from skiplock._core.rows import job_from_row, parent_result_from_row
+from skiplock._sql import QUERIES
+from skiplock.client import Client
+from skiplock.context import _CURRENT, JobContext, set_current
+from skiplock.errors import ConfigError, Fail, Retry
+from skiplock.models import Job, JobState, Json, ParentResult
+from skiplock.task import REGISTRY, Task
+
+__all__ = ["Clock", "Drained", "abandon", "assert_enqueued", "drain", "enqueued"]
+
+#: A lease long enough that nothing expires while drain() runs a job.
+_LEASE = timedelta(minutes=5)
+
+
+class Clock:
+    """The database clock shifted by an offset the test controls (``now() + offset``).
+
+    ``drain``, ``abandon`` and the ``as_of`` of your own SQL calls use ``clock.now(client)``:
+    jobs enqueued "now" are due, and a retry scheduled 30 s ahead is due after
+    ``clock.advance(seconds=30)``. Nothing sleeps, and the database's own rules (backoff, run_at,
+    leases, cron catch-up) decide what is due.
+    """
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def advance(self, delta: timedelta | None = None, **parts: float) -> timedelta:
+        """Move the clock forward by ``delta`` or by ``timedelta(**parts)``; return the offset."""
+        step = delta if delta is not None else timedelta(**parts)
+        if step < timedelta(0):
+            raise ConfigError("the clock only moves forward")
+        self.offset += step
+        return self.offset
+
+    def now(self, client: Client) -> datetime:
+        """The database's ``now()`` plus the offset."""
+        with _connect(client) as conn:
+            return _now(conn) + self.offset
+
+
+@dataclass
+class Drained:
+    """What :func:`drain` ran: job ids by how their attempt ended, in the order they ran."""
+
+    completed: list[int] = field(default_factory=list)
+    retried: list[int] = field(default_factory=list)  # failed an attempt; will run again
+    failed: list[int] = field(default_factory=list)  # failed for good (dead-lettered)
+    cancelled: list[int] = field(default_factory=list)
+    results: dict[int, Json] = field(default_factory=dict)  # completed job id -> its result
+    errors: dict[int, str] = field(default_factory=dict)  # failed attempt's job id -> the error
+
+    @property
+    def ran(self) -> int:
+        return len(self.completed) + len(self.retried) + len(self.failed) + len(self.cancelled)
+
+
+def drain(
+    client: Client,
+    tasks: Iterable[Task[Any]] | None = None,
+    *,
+    clock: Clock | None = None,
+    queues: Sequence[str] | None = None,
+    limit: int = 10_000,
+    schedules: bool = True,
+) -> Drained:
+    """Run every job that is due at the clock's time, in this thread, until none is left.
+
+    Like a worker: expired leases are reaped first, due cron ticks are enqueued (``schedules``),
+    jobs are claimed in priority order, a task's ``Retry``/``Fail``/exceptions and retry policy
+    decide the outcome, and ``current_job()`` works inside the task (``parent_results()`` too;
+    the job transaction needs a real worker). Jobs that become due meanwhile (workflow
+    children, retries with no delay) run in the same call. Async tasks run in a fresh event loop,
+    so call ``drain`` from synchronous tests (or from ``asyncio.to_thread``).
+
+    Raises:
+        ConfigError: more than ``limit`` job runs (a job retrying forever without delay).
+    """
+    registry = {t.name: t for t in (tasks if tasks is not None else REGISTRY.values())}
+    served = list(queues) if queues else sorted({t.queue for t in registry.values()})
+    if not served:
+        raise ConfigError("no queues to drain: declare tasks or pass queues=")
+    offset = clock.offset if clock is not None else timedelta(0)
+    out = Drained()
+    worker_id = uuid.uuid4()
+    with _connect(client) as conn:
+        at = _now(conn) + offset
+        _run(conn, "testing_reap", as_of=at)
+        if schedules:
+            _fire_schedules(conn, at)
+        while True:
+            rows = _run(
+                conn,
+                "testing_claim",
+                queues=served,
+                worker_id=worker_id,
+                max_jobs=100,
+                lease=_LEASE,
+                as_of=at,
+            )
+            if not rows:
+                return out
+            for row in rows:
+                if out.ran >= limit:
+                    raise ConfigError(
+                        f"drain ran {limit} jobs and more are due; raise limit= if that is expected"
+                    )
+                _run_one(conn, client, registry, job_from_row(row), at, out)
+
+
+def abandon(
+    client: Client, *, clock: Clock | None = None, queues: Sequence[str], lease: timedelta = _LEASE
+) -> list[int]:
+    """Claim every job due in ``queues`` like a worker that then dies: they stay ``running`` until
+    their lease expires (advance the clock past ``lease``; the next :func:`drain` reaps them)."""
+    offset = clock.offset if clock is not None else timedelta(0)
+    with _connect(client) as conn:
+        rows = _run(
+            conn,
+            "testing_claim",
+            queues=list(queues),
+            worker_id=uuid.uuid4(),
+            max_jobs=10_000,
+            lease=lease,
+            as_of=_now(conn) + offset,
+        )
+    return [int(r["id"]) for r in rows]
+
+
+def enqueued(
+    client: Client,
+    task: str | Task[Any] | None = None,
+    *,
+    queue: str | None = None,
+    states: Iterable[JobState] = (
+        JobState.WAITING,
+        JobState.SCHEDULED,
+        JobState.AVAILABLE,
+        JobState.RETRYABLE,
+    ),
+    **args: Json,
+) -> list[Job]:
+    """Live jobs not yet run to the end (by default: waiting, scheduled, available, retryable) of
+    ``task`` and ``queue`` whose args include ``args``, oldest first."""
+    name = task.name if isinstance(task, Task) else task
+    wanted = set(states)
+    jobs = client.list_jobs(queue=queue, task=name, limit=10_000)
+    return sorted(
+        (
+            j
+            for j in jobs
+            if j.state in wanted and all(k in j.args and j.args[k] == v for k, v in args.items())
+        ),
+        key=lambda j: j.id,
+    )
+
+
+def assert_enqueued(
+    client: Client,
+    task: str | Task[Any],
+    *,
+    count: int | None = None,
+    queue: str | None = None,
+    **args: Json,
+) -> list[Job]:
+    """Assert that ``task`` has a job waiting to run (exactly ``count`` with ``count``) whose args
+    include ``args``; return the jobs. The failure message lists what is enqueued instead."""
+    found = enqueued(client, task, queue=queue, **args)
+    if (count is None and found) or (count is not None and len(found) == count):
+        return found
+    name = task.name if isinstance(task, Task) else task
+    others = enqueued(client, name, queue=queue)
+    shown = "\n  ".join(f"#{j.id} {j.queue} {j.state.value} {j.args}" for j in others[:20]) or "(none)"
+    wanted = "a job" if count is None else f"{count} job(s)"
+    raise AssertionError(
+        f"expected {wanted} of task {name!r} with args including {args}, found {len(found)}; "
+        f"its enqueued jobs:\n  {shown}"
+    )
+
+
+# -- internals ---------------------------------------------------------------------------
+
+
+class _Reads:
+    """current_job().parent_results() inside drain: on drain's own connection."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def parent_results(self, job_id: int) -> list[ParentResult]:
+        stmt = statements.parent_results(job_id)
+        rows = self._conn.execute(stmt.statement.text, stmt.params).fetchall()
+        return [parent_result_from_row(r) for r in rows]
+
+    async def aparent_results(self, job_id: int) -> list[ParentResult]:
+        return self.parent_results(job_id)
+
+
+def _run_one(
+    conn: psycopg.Connection[Any],
+    client: Client,
+    registry: dict[str, Task[Any]],
+    job: Job,
+    at: datetime,
+    out: Drained,
+) -> None:
+    task = registry.get(job.task)
+    common = {"job_id": job.id, "lease_token": job.lease_token, "as_of": at}
+    if task is None:
+        _record_failure(
+            conn,
+            job,
+            out,
+            common,
+            error=f"unknown task {job.task!r}",
+            error_type="UnknownTask",
+            retryable=False,
+        )
+        return
+    try:
+        kwargs = task.bind_args(job.args)
+    except ConfigError as exc:
+        _record_failure(conn, job, out, common, error=str(exc), error_type="BadArguments", retryable=False)
+        return
+    token = set_current(JobContext(job=job, worker_id=job.worker_id or uuid.uuid4(), _reads=_Reads(conn)))
+    try:
+        value = task.fn(**kwargs)
+        if inspect.isawaitable(value):
+            value = asyncio.run(_awaited(value))
+    except Retry as exc:
+        after = exc.after if exc.after is not None else task.retry_delay(job)
+        _record_failure(conn, job, out, common, error=exc.reason, error_type="Retry", retry_in=after)
+        return
+    except Exception as exc:
+        retryable = not isinstance(exc, Fail) and not isinstance(exc, task.no_retry_on)
+        _record_failure(
+            conn,
+            job,
+            out,
+            common,
+            error=str(exc) or type(exc).__name__,
+            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            traceback="".join(tb.format_exception(exc)),
+            retry_in=task.retry_delay(job) if retryable else None,
+            retryable=retryable,
+        )
+        return
+    finally:
+        _CURRENT.reset(token)
+    _run(conn, "testing_complete", result=None if value is None else statements.dumps(value), **common)
+    out.completed.append(job.id)
+    out.results[job.id] = value
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
+def _record_failure(
+    conn: psycopg.Connection[Any],
+    job: Job,
+    out: Drained,
+    common: dict[str, Any],
+    *,
+    error: str,
+    error_type: str,
+    traceback: str | None = None,
+    retry_in: timedelta | None = None,
+    retryable: bool = True,
+) -> None:
+    (row,) = _run(
+        conn,
+        "testing_fail",
+        error=error,
+        error_type=error_type,
+        traceback=traceback,
+        retry_in=retry_in,
+        retryable=retryable,
+        **common,
+    )
+    out.errors[job.id] = error
+    {"retryable": out.retried, "failed": out.failed, "cancelled": out.cancelled}.get(
+        row["state"], out.failed
+    ).append(job.id)
+
+
+def _fire_schedules(conn: psycopg.Connection[Any], at: datetime) -> None:
+    for row in _run(conn, "list_schedules"):
+        if row["paused"]:
+            continue
+        ticks = due_ticks(row["cron"], row["tz"], max(row["last_tick"], at - row["catch_up"]), at)
+        if ticks:
+            _run(conn, "testing_fire_schedule", name=row["name"], ticks=ticks, as_of=at)
+
+
+def _connect(client: Client) -> psycopg.Connection[Any]:
+    return psycopg.connect(client.dsn, autocommit=True, row_factory=dict_row)
+
+
+def _now(conn: psycopg.Connection[Any]) -> datetime:
+    (row,) = _run(conn, "testing_now")
+    now: datetime = row["now"]
+    return now
+
+
+def _run(conn: psycopg.Connection[Any], query: str, /, **params: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = conn.execute(QUERIES[query].text, params).fetchall()
+    return rows
