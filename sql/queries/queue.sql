@@ -31,3 +31,16 @@ WHERE name = ANY(%(queues)s::text[])
 SELECT *
 FROM skiplock.queue_stats
 ORDER BY queue, state;
+
+-- name: queue_job_counts :many
+-- Every job of one queue by state, live and retained (history is counted in full: a scan of the
+-- queue's rows in every partition).
+SELECT state::text AS state, count(*) AS jobs
+FROM skiplock.job
+WHERE queue = %(queue)s::text
+GROUP BY 1
+UNION ALL
+SELECT state::text, count(*)
+FROM skiplock.job_history
+WHERE queue = %(queue)s::text
+GROUP BY 1;

@@ -38,6 +38,7 @@ from skiplock.models import (
     Schedule,
     WorkerInfo,
 )
+from skiplock.queue import Queue, QueueJob, QueueWorker
 from skiplock.task import Task, task
 from skiplock.worker import AsyncWorker, Worker
 from skiplock.workflow import chain, group
@@ -68,8 +69,11 @@ __all__ = [
     "MigrationStatus",
     "Migrator",
     "ParentResult",
+    "Queue",
+    "QueueJob",
     "QueueLimits",
     "QueueStat",
+    "QueueWorker",
     "Retry",
     "Schedule",
     "SchemaAhead",

@@ -50,7 +50,14 @@ from skiplock.models import (
     TaskStat,
     WorkerInfo,
 )
-from skiplock.settings import DEFAULT_QUEUE, ENQUEUE_CHUNK, redact, resolve_dsn
+from skiplock.settings import (
+    DEFAULT_QUEUE,
+    ENQUEUE_CHUNK,
+    connection_options,
+    pgbouncer_mode,
+    redact,
+    resolve_dsn,
+)
 from skiplock.workflow import group
 
 __all__ = ["AsyncClient"]
@@ -64,20 +71,29 @@ class AsyncClient:
             then libpq's ``PG*`` variables.
         min_size: connections kept open in the pool.
         max_size: most connections the pool opens.
+        pgbouncer: connections go through PgBouncer in transaction pooling (default:
+            ``SKIPLOCK_PGBOUNCER``): no prepared statements; ``wait()`` polls.
 
     The pool opens on first use (or ``await client.open()``); close it with ``close()`` or by
     using the client as a context manager. Every write takes ``conn=``: a psycopg connection or
     SQLAlchemy session whose open transaction the write joins, so a rollback leaves no job.
     """
 
-    def __init__(self, dsn: str | None = None, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self, dsn: str | None = None, *, min_size: int = 1, max_size: int = 10, pgbouncer: bool | None = None
+    ) -> None:
         self.dsn = resolve_dsn(dsn)
+        self.pgbouncer = pgbouncer_mode(pgbouncer)
         self._pool = AsyncConnectionPool(
             self.dsn,
             min_size=min_size,
             max_size=max_size,
             open=False,
-            kwargs={"autocommit": True, "application_name": "skiplock-client"},
+            kwargs={
+                "autocommit": True,
+                "application_name": "skiplock-client",
+                **connection_options(self.pgbouncer),
+            },
             name="skiplock-client",
         )
         self._executor = AsyncExecutor(self._pool)
@@ -411,10 +427,12 @@ class AsyncClient:
             concurrency: at most this many of its jobs running at once, fleet-wide.
             rate: at most this many jobs started per second on average (a token bucket).
             burst: the bucket size, how many may start at once (default: one second's worth).
-            key_arg, per_key: at most ``per_key`` jobs running at once per value of the job
-                argument ``key_arg`` (a tenant, an account); jobs without it are not limited by key.
-            key_rate, key_burst: a token bucket per value of ``key_arg``: at most ``key_rate`` jobs
-                started per second for each key, ``key_burst`` at once (default: one second's worth).
+            key_arg: the job argument whose value is the key (a tenant, an account); jobs without
+                it are not limited by key.
+            per_key: at most this many jobs running at once per value of ``key_arg``.
+            key_rate: a token bucket per value of ``key_arg``: at most this many jobs started per
+                second for each key.
+            key_burst: each key's bucket size (default: one second's worth).
 
         Raises:
             InvalidInput: a bad name or value; nothing changed.
@@ -497,6 +515,14 @@ class AsyncClient:
     async def queue_stats(self) -> list[QueueStat]:
         """Return ``skiplock.queue_stats``: counts per queue and state."""
         return [queue_stat_from_row(r) for r in await self._all(statements.queue_stats(), None)]
+
+    async def job_counts(self, queue: str) -> dict[JobState, int]:
+        """Every job of ``queue`` by state: live ones and all retained history (which this counts
+        in full, so it costs a scan of the queue's history; ``queue_stats`` is the cheap view)."""
+        counts = dict.fromkeys(JobState, 0)
+        for row in await self._all(statements.queue_job_counts(queue), None):
+            counts[JobState(row["state"])] += int(row["jobs"])
+        return counts
 
     async def queue_activity(self) -> list[QueueActivity]:
         """Each queue's last minute (``skiplock.queue_activity``): rates and pickup latency."""

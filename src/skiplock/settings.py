@@ -21,6 +21,8 @@ __all__ = [
     "DEFAULT_QUEUE",
     "ENV_KEYS",
     "check_env",
+    "connection_options",
+    "pgbouncer_mode",
     "resolve_dsn",
 ]
 
@@ -37,7 +39,23 @@ MAX_BATCH: Final = 10_000
 #: Client-side chunk for enqueue_many: below MAX_BATCH so a default server always accepts it.
 ENQUEUE_CHUNK: Final = 5_000
 
-ENV_KEYS: Final = ("SKIPLOCK_DSN", "SKIPLOCK_TEST_DSN")
+ENV_KEYS: Final = ("SKIPLOCK_DSN", "SKIPLOCK_TEST_DSN", "SKIPLOCK_PGBOUNCER")
+
+
+def pgbouncer_mode(pgbouncer: bool | None = None, env: Mapping[str, str] | None = None) -> bool:
+    """Whether connections go through PgBouncer in transaction pooling: the explicit value, else
+    ``SKIPLOCK_PGBOUNCER`` (1/true/yes/on)."""
+    if pgbouncer is not None:
+        return pgbouncer
+    value = (os.environ if env is None else env).get("SKIPLOCK_PGBOUNCER", "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def connection_options(pgbouncer: bool) -> dict[str, object]:
+    """psycopg connection options for every pooled connection. Behind PgBouncer's transaction
+    pooling a session's server connection changes between transactions, so psycopg must not
+    prepare statements (PgBouncer before 1.21 cannot track them)."""
+    return {"prepare_threshold": None} if pgbouncer else {}
 
 
 def resolve_dsn(dsn: str | None = None, env: Mapping[str, str] | None = None) -> str:

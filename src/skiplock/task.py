@@ -105,6 +105,14 @@ class Task(Generic[R]):
             raise ConfigError(f"bad arguments for task {self.name!r}: {exc}") from None
         return dict(args)
 
+    def retry_delay(self, job: Job) -> timedelta | None:
+        """The delay before ``job``'s next attempt by this task's policy, or None for the database
+        to decide: a job enqueued with its own policy (``using(retry_backoff=...)``) has it applied
+        by ``skiplock.fail()``, and a task without one gets ``skiplock.backoff()``."""
+        if job.retry_policy is not None or self.retry_backoff is None:
+            return None
+        return self.retry_backoff(job.attempt)
+
     def using(
         self,
         *,

@@ -331,6 +331,10 @@ def queue_stats() -> BoundStatement:
     return _bind("queue_stats")
 
 
+def queue_job_counts(queue: str) -> BoundStatement:
+    return _bind("queue_job_counts", queue=queue)
+
+
 def register_worker(
     worker_id: UUID, host: str, pid: int, queues: Sequence[str], concurrency: int
 ) -> BoundStatement:

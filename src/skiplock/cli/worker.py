@@ -51,6 +51,23 @@ def worker(
             "--listen/--no-listen", help="Use LISTEN/NOTIFY (off behind PgBouncer transaction pooling)."
         ),
     ] = True,
+    pgbouncer: Annotated[
+        bool | None,
+        typer.Option(
+            "--pgbouncer/--no-pgbouncer",
+            help="The DSN goes through PgBouncer in transaction pooling: no prepared statements, and"
+            " no LISTEN through it (default: SKIPLOCK_PGBOUNCER).",
+            show_default=False,
+        ),
+    ] = None,
+    listen_dsn: Annotated[
+        str | None,
+        typer.Option(
+            help="A direct connection (not through PgBouncer) for LISTEN/NOTIFY wake-ups; without one a"
+            " --pgbouncer worker polls every --poll-interval.",
+            show_default=False,
+        ),
+    ] = None,
     schedules: Annotated[
         bool,
         typer.Option(
@@ -90,6 +107,8 @@ def worker(
         grace_period=timedelta(seconds=grace),
         poll_interval=timedelta(seconds=poll_interval),
         listen=listen,
+        pgbouncer=pgbouncer,
+        listen_dsn=listen_dsn,
         schedules=schedules,
         webhooks=webhooks,
         install_signal_handlers=True,

@@ -63,6 +63,8 @@ from skiplock.settings import (
     DEFAULT_REAP_INTERVAL,
     DEFAULT_RETENTION,
     MAX_BATCH,
+    connection_options,
+    pgbouncer_mode,
     positive,
     redact,
     resolve_dsn,
@@ -113,15 +115,6 @@ class _Outcome:
 def _fields(job: Job) -> dict[str, Any]:
     """The stable ``extra`` keys of every log record about a job (for JSON log formatters)."""
     return {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempt}
-
-
-def _policy_delay(task: Task[Any], job: Job) -> timedelta | None:
-    """The delay before the next attempt by the task's policy, or None for the database to decide:
-    a job enqueued with its own policy (``using(retry_backoff=...)``) has it applied by
-    ``skiplock.fail()``, and a task without one gets ``skiplock.backoff()``."""
-    if job.retry_policy is not None or task.retry_backoff is None:
-        return None
-    return task.retry_backoff(job.attempt)
 
 
 #: The built-in webhook delivery task and its queue (jobs enqueued by migration 0015's trigger).
@@ -213,8 +206,14 @@ class AsyncWorker:
         install_signal_handlers: bool = False,
         check_schema: bool = True,
         webhooks: bool = False,
+        default_task: Task[Any] | None = None,
+        pgbouncer: bool | None = None,
+        listen_dsn: str | None = None,
     ) -> None:
         chosen = list(REGISTRY.values()) if tasks is None else list(tasks)
+        # Runs the jobs of any task name this worker has no task for (skiplock.QueueWorker's
+        # processor); without it such jobs fail as UnknownTask.
+        self.default_task = default_task
         if webhooks:  # deliver webhooks too: a built-in task on its own queue
             chosen.append(
                 Task(
@@ -226,14 +225,16 @@ class AsyncWorker:
                     no_retry_on=(WebhookRejected,),
                 )
             )
-        if not chosen:
+        if not chosen and default_task is None:
             raise ConfigError("no tasks to run: declare tasks with @skiplock.task or pass tasks=")
         self.tasks: dict[str, Task[Any]] = {}
         for t in chosen:
             if t.name in self.tasks and self.tasks[t.name] is not t:
                 raise ConfigError(f"two tasks are named {t.name!r}")
             self.tasks[t.name] = t
-        self.queues = list(dict.fromkeys(queues if queues else [t.queue for t in chosen]))
+        self.queues = list(
+            dict.fromkeys(queues if queues else [t.queue for t in [*chosen, *filter(None, [default_task])]])
+        )
         if webhooks and WEBHOOK_QUEUE not in self.queues:
             self.queues.append(WEBHOOK_QUEUE)
         if not self.queues:
@@ -253,7 +254,11 @@ class AsyncWorker:
         self.maintenance_interval = positive("maintenance_interval", maintenance_interval)
         self.retention = retention
         self.burst = burst
-        self.listen = listen
+        # Behind PgBouncer's transaction pooling LISTEN cannot work through it: listen on a
+        # direct connection (listen_dsn) if one is given, else poll every poll_interval.
+        self.pgbouncer = pgbouncer_mode(pgbouncer)
+        self.listen_dsn = resolve_dsn(listen_dsn) if listen_dsn else None
+        self.listen = listen and (not self.pgbouncer or self.listen_dsn is not None)
         self.maintenance = maintenance
         self.schedules = schedules
         self.ack_batch = max(1, min(ack_batch, MAX_BATCH))
@@ -282,7 +287,9 @@ class AsyncWorker:
         self._pool: AsyncConnectionPool | None = None
         self._executor: AsyncExecutor | None = None
         # Job transactions, opened only by tasks that ask, on pools of their own.
-        self._transactions = JobTransactions(self.dsn, max_size=self.concurrency)
+        self._transactions = JobTransactions(
+            self.dsn, max_size=self.concurrency, options=connection_options(self.pgbouncer)
+        )
         self._reads = _JobReads(self)
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop run() runs on
         self._listener: AsyncListener | None = None
@@ -331,7 +338,11 @@ class AsyncWorker:
             max_size=max(4, min(self.concurrency, 10)),
             open=False,
             timeout=10,
-            kwargs={"autocommit": True, "application_name": "skiplock-worker"},
+            kwargs={
+                "autocommit": True,
+                "application_name": "skiplock-worker",
+                **connection_options(self.pgbouncer),
+            },
             name="skiplock-worker",
         )
         await self._pool.open(wait=True, timeout=30)
@@ -374,7 +385,7 @@ class AsyncWorker:
         loops.append(asyncio.create_task(self._progress_loop(), name="skiplock-progress"))
         if self.listen:
             self._listener = AsyncListener(
-                self.dsn,
+                self.listen_dsn or self.dsn,
                 self.queues,
                 self._on_notify,
                 self._wake,
@@ -524,7 +535,7 @@ class AsyncWorker:
             return
         held.cancelled = True
         held.ctx._cancel_requested = True  # what a sync task can see
-        task = self.tasks.get(held.job.task)
+        task = self.tasks.get(held.job.task) or self.default_task
         if held.is_cancellable and held.task is not None and task is not None and task.is_async:
             log.info("job %s: cancelled on request; stopping it", job_id, extra=_fields(held.job))
             held.task.cancel()
@@ -609,7 +620,7 @@ class AsyncWorker:
 
     async def _run_task(self, held: _Held) -> _Outcome:
         job = held.job
-        task = self.tasks.get(job.task)
+        task = self.tasks.get(job.task) or self.default_task
         if task is None:
             return _Outcome(
                 "fail",
@@ -641,7 +652,7 @@ class AsyncWorker:
                 "fail",
                 error=f"task {task.name!r} exceeded its timeout of {task.timeout}",
                 error_type="TimeoutError",
-                retry_in=_policy_delay(task, job),
+                retry_in=task.retry_delay(job),
             )
         except asyncio.CancelledError:
             # Cancelled on request, or by a shutdown past the grace period. Only the job is: its
@@ -652,11 +663,11 @@ class AsyncWorker:
             held.ctx._cancel_requested = True
             return _CANCELLED if held.cancelled else _Outcome("release")
         except Retry as exc:
-            after = exc.after if exc.after is not None else _policy_delay(task, job)
+            after = exc.after if exc.after is not None else task.retry_delay(job)
             return _Outcome("fail", error=exc.reason, error_type="Retry", retry_in=after)
         except Exception as exc:
             retryable = not isinstance(exc, Fail) and not isinstance(exc, task.no_retry_on)
-            retry_in = _policy_delay(task, job) if retryable else None
+            retry_in = task.retry_delay(job) if retryable else None
             return _Outcome(
                 "fail",
                 error=str(exc) or type(exc).__name__,
@@ -767,8 +778,8 @@ class AsyncWorker:
             )
             return
         if verdict == "aborted":  # retried like an exception of the task, with its policy
-            task = self.tasks.get(job.task)
-            delay = None if task is None else _policy_delay(task, job)
+            task = self.tasks.get(job.task) or self.default_task
+            delay = None if task is None else task.retry_delay(job)
             await self._finish(held, replace(_TX_ABORTED, retry_in=delay))
             return
         if verdict == "ended":

@@ -64,9 +64,10 @@ class JobTransactions:
     ``def`` task opens its transaction from its thread while the event loop ends attempts.
     """
 
-    def __init__(self, dsn: str, max_size: int) -> None:
+    def __init__(self, dsn: str, max_size: int, options: dict[str, object] | None = None) -> None:
         self._dsn = dsn
         self._max_size = max_size
+        self._options = dict(options or {})  # more psycopg connection options (PgBouncer mode)
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._apool: AsyncConnectionPool | None = None
@@ -218,7 +219,7 @@ class JobTransactions:
                 min_size=0,
                 max_size=self._max_size,
                 open=False,
-                kwargs={"autocommit": True, "application_name": _APPLICATION_NAME},
+                kwargs={"autocommit": True, "application_name": _APPLICATION_NAME, **self._options},
                 name="skiplock-tx",
             )
             pool.open()
@@ -238,7 +239,7 @@ class JobTransactions:
                     min_size=0,
                     max_size=self._max_size,
                     open=False,
-                    kwargs={"autocommit": True, "application_name": _APPLICATION_NAME},
+                    kwargs={"autocommit": True, "application_name": _APPLICATION_NAME, **self._options},
                     name="skiplock-atx",
                 )
                 await created.open()
