@@ -1,7 +1,7 @@
 """Generate docs/cli-reference.md from the typer app (every command, argument and option).
 
-    python tools/cli_reference.py           # rewrite the page
-    python tools/cli_reference.py --check   # exit 1 if the page is out of date (CI, tests)
+python tools/cli_reference.py           # rewrite the page
+python tools/cli_reference.py --check   # exit 1 if the page is out of date (CI, tests)
 """
 
 from __future__ import annotations
