@@ -28,6 +28,7 @@ NAMES = {
     "AsyncMigrator": "Migrator",
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnection": "Connection",
+    "AsyncCursor": "Cursor",
     "ALock": "Lock",
     "resolve_async": "resolve_sync",
     "client_async": "client",

@@ -2,7 +2,8 @@
 
 Accepted: a psycopg 3 ``Connection``/``AsyncConnection``; a SQLAlchemy ``Session`` or
 ``Connection`` (sync) or ``AsyncSession``/``AsyncConnection`` (async) on the ``psycopg`` dialect
-(``postgresql+psycopg://``). SQLAlchemy is duck-typed so it stays an optional dependency. The
+(``postgresql+psycopg://``); a Django ``DatabaseWrapper`` (``django.db.connection``) on psycopg 3.
+SQLAlchemy and Django are duck-typed so they stay optional dependencies. The
 statement then runs inside the caller's open transaction: their rollback means no job.
 """
 
@@ -27,6 +28,12 @@ def resolve_sync(conn: Any) -> psycopg.Connection[Any]:
     """Return the psycopg connection behind a sync ``conn=`` argument."""
     if isinstance(conn, psycopg.Connection):
         return conn
+    if _module(conn).startswith("django.db"):  # a Django DatabaseWrapper (connections["default"])
+        conn.ensure_connection()
+        driver = conn.connection
+        if isinstance(driver, psycopg.Connection):
+            return driver
+        raise ConfigError("Django's database must use the psycopg (3) driver; install psycopg, not psycopg2")
     if isinstance(conn, psycopg.AsyncConnection):
         raise ConfigError("an async connection was passed to a sync call; use aenqueue()/AsyncClient")
     if _module(conn).startswith("sqlalchemy"):

@@ -64,7 +64,10 @@ class Executor:
         self.all(stmt, conn=conn)
 
     def _all_on(self, conn: psycopg.Connection[Any], stmt: BoundStatement) -> list[Row]:
-        with conn.cursor(row_factory=dict_row) as cur:
+        # A plain server-binding cursor whatever the connection's cursor_factory: a caller's
+        # connection may default to client-side binding (Django's does), which cannot send the
+        # binary parameters some statements use.
+        with psycopg.Cursor(conn, row_factory=dict_row) as cur:
             cur.execute(stmt.statement.text, stmt.params)
             if cur.description is None:
                 return []

@@ -67,7 +67,10 @@ class AsyncExecutor:
         await self.all(stmt, conn=conn)
 
     async def _all_on(self, conn: psycopg.AsyncConnection[Any], stmt: BoundStatement) -> list[Row]:
-        async with conn.cursor(row_factory=dict_row) as cur:
+        # A plain server-binding cursor whatever the connection's cursor_factory: a caller's
+        # connection may default to client-side binding (Django's does), which cannot send the
+        # binary parameters some statements use.
+        async with psycopg.AsyncCursor(conn, row_factory=dict_row) as cur:
             await cur.execute(stmt.statement.text, stmt.params)
             if cur.description is None:
                 return []

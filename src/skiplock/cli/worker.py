@@ -15,6 +15,7 @@ import typer
 from skiplock.cli._common import DsnOption, dsn_of, fail, handle_errors
 from skiplock.metrics import WorkerCollector, serve
 from skiplock.settings import DEFAULT_GRACE_PERIOD, DEFAULT_LEASE, DEFAULT_POLL_INTERVAL
+from skiplock.task import Task
 from skiplock.worker import AsyncWorker
 
 
@@ -68,6 +69,14 @@ def worker(
             show_default=False,
         ),
     ] = None,
+    default_task: Annotated[
+        str | None,
+        typer.Option(
+            help="module:attribute of a skiplock Task that runs the jobs of every task name no module"
+            " declared (framework integrations: ./manage.py skiplock worker sets it for Django tasks).",
+            show_default=False,
+        ),
+    ] = None,
     schedules: Annotated[
         bool,
         typer.Option(
@@ -97,6 +106,17 @@ def worker(
             importlib.import_module(name)
         except Exception as exc:  # an import error in user code: say which module and why
             raise fail(f"cannot import {name}: {type(exc).__name__}: {exc}", code=2) from None
+    fallback = None
+    if default_task is not None:
+        module_name, _, attribute = default_task.partition(":")
+        try:
+            fallback = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise fail(
+                f"cannot load --default-task {default_task}: {type(exc).__name__}: {exc}", code=2
+            ) from None
+        if not isinstance(fallback, Task):
+            raise fail(f"--default-task {default_task} is not a skiplock Task", code=2)
     runner = AsyncWorker(
         dsn=dsn_of(dsn),
         queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
@@ -111,6 +131,7 @@ def worker(
         listen_dsn=listen_dsn,
         schedules=schedules,
         webhooks=webhooks,
+        default_task=fallback,
         install_signal_handlers=True,
     )
     if metrics_port is not None:
