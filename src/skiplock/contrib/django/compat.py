@@ -19,8 +19,8 @@ except ImportError:  # the backport (pip install django-tasks)
     )
     from django_tasks.exceptions import TaskResultDoesNotExist  # type: ignore[no-redef]
 
-try:
-    from django.tasks.utils import normalize_json as _normalize_json
+try:  # Django 6
+    from django.utils.json import normalize_json as _normalize_json
 except ImportError:
     from django_tasks.utils import normalize_json as _normalize_json  # type: ignore[no-redef]
 
