@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from time import monotonic as _monotonic
 from types import TracebackType
@@ -34,6 +35,7 @@ from skiplock.backoff import Backoff
 from skiplock.errors import ConfigError, DatabaseUnavailable, JobFailed, JobNotFound
 from skiplock.models import (
     EVENT_KINDS,
+    Dependency,
     Event,
     Failure,
     GraphNode,
@@ -187,15 +189,21 @@ class Client:
             raise JobNotFound("enqueue returned no job")
         return job_from_row(rows[0])
 
-    def enqueue_many(self, specs: Iterable[JobSpec], *, conn: Any = None) -> list[int]:
+    def enqueue_many(
+        self, specs: Iterable[JobSpec], *, conn: Any = None, on_parent_failure: str | None = None
+    ) -> list[int]:
         """Enqueue many jobs in as few round trips as possible; return their ids in order.
 
         Batches above the server's batch limit are split, all inside one transaction: either
         every job is enqueued or none is. A batch is a whole workflow when its specs name each
         other in ``depends_on`` (any order: parents are sent first); a cycle raises ConfigError
-        and nothing is written.
+        and nothing is written. ``on_parent_failure`` is the rule for every job of the batch
+        that does not set its own (a per-graph default).
         """
         batch = list(specs)
+        if on_parent_failure is not None:
+            graph.check_on_failure(on_parent_failure, "on_parent_failure")
+            batch = _with_default_rule(batch, on_parent_failure)
         if not batch:
             return []
         if not any(s.depends_on or s.on_parent_failure for s in batch):
@@ -674,3 +682,20 @@ class Client:
     def _one(self, stmt: statements.BoundStatement, conn: Any) -> Any:
         rows = self._all(stmt, conn)
         return rows[0] if rows else None
+
+
+def _with_default_rule(batch: list[JobSpec], rule: str) -> list[JobSpec]:
+    """Copies of the batch with ``rule`` for the specs that set none, their references between
+    them pointing at the copies."""
+    copies = {id(s): replace(s, on_parent_failure=s.on_parent_failure or rule) for s in batch}
+
+    def ref(r: Any) -> Any:
+        if isinstance(r, JobSpec) and id(r) in copies:
+            return copies[id(r)]
+        if isinstance(r, Dependency) and isinstance(r.job, JobSpec) and id(r.job) in copies:
+            return replace(r, job=copies[id(r.job)])
+        return r
+
+    for s in batch:  # our own fresh copies: tying them together in place is safe
+        object.__setattr__(copies[id(s)], "depends_on", tuple(ref(r) for r in s.depends_on))
+    return [copies[id(s)] for s in batch]

@@ -128,6 +128,25 @@ async def test_a_chain_stops_at_the_step_that_fails(dsn, client):
     assert client.get_job(ids[2]).errors[-1]["type"] == "ParentFailed"
 
 
+async def test_a_rule_for_the_whole_graph(dsn, client):
+    """Pass: enqueue_many(on_parent_failure="run") applies to every job that sets no rule of its
+    own: after a failed root, its plain child runs while a child that asked to be cancelled is."""
+
+    @skiplock.task(queue="r", max_attempts=1)
+    def work(fail: bool = False) -> None:
+        if fail:
+            raise RuntimeError("no")
+
+    root = work.spec(fail=True)
+    runs = work.using(depends_on=[root]).spec()
+    strict = work.using(depends_on=[root], on_parent_failure="cancel").spec()
+    ids = client.enqueue_many([strict, runs, root], on_parent_failure="run")
+    await skiplock.AsyncWorker([work], dsn=dsn, burst=True, **FAST).run()
+    assert [client.get_job(i).state for i in ids] == [JobState.CANCELLED, JobState.COMPLETED, JobState.FAILED]
+    with pytest.raises(ConfigError, match="on_parent_failure"):
+        client.enqueue_many([root], on_parent_failure="maybe")
+
+
 async def test_depends_on_existing_jobs_and_per_edge_rules(dsn, client):
     """Pass: a job enqueued alone can wait on existing jobs (ids or Jobs); Dependency(...,
     on_failure="run") lets it run past that parent's failure while another edge cancels."""
