@@ -149,6 +149,36 @@ END;
 $$;
 
 
+-- _cancel_children: cancel waiting jobs because a parent did not complete: each child id with the
+-- id of the parent to blame, recorded as a ParentFailed error. Returns the jobs it cancelled (their
+-- insert into history fires the dependency trigger, unless the caller suppressed it).
+CREATE FUNCTION skiplock._cancel_children(children bigint[], culprits bigint[], at timestamptz)
+RETURNS TABLE (id bigint, state skiplock.job_state)
+LANGUAGE plpgsql  -- not sql: its body names the enum value this migration adds
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH removed AS (
+        DELETE FROM skiplock.job AS j
+        USING unnest(_cancel_children.children, _cancel_children.culprits) AS c(id, culprit)
+        WHERE j.id = c.id AND c.culprit IS NOT NULL AND j.state = 'waiting'
+        RETURNING j.*, c.culprit
+    )
+    INSERT INTO skiplock.job_history (id, queue, task, args, state, priority, attempt, max_attempts,
+                                      run_at, created_at, attempted_at, worker_id, dedupe_key,
+                                      errors, finished_at, result)
+    SELECT r.id, r.queue, r.task, r.args, 'cancelled', r.priority, r.attempt, r.max_attempts,
+           r.run_at, r.created_at, r.attempted_at, r.worker_id, r.dedupe_key,
+           r.errors || jsonb_build_array(skiplock._error_entry(
+               r.attempt, NULL, _cancel_children.at, format('parent job %s did not complete', r.culprit),
+               'ParentFailed', NULL)),
+           _cancel_children.at, NULL
+    FROM removed AS r
+    RETURNING job_history.id, job_history.state;
+END;
+$$;
+
+
 -- _link_parents: the dependency half of enqueue_many, run after its insert. `ids` maps each
 -- batch position to its job id; `mine` says which of those jobs this call inserted (a job
 -- returned for its dedupe key keeps the parents it has). Inserts the edges of the jobs it
@@ -173,6 +203,8 @@ DECLARE
     e_ord     bigint[];
     p_ids     bigint[];
     p_states  skiplock.job_state[];
+    pending   bigint[];
+    culprits  bigint[];
     n         bigint;
 BEGIN
     SELECT array_agg(x.child_id), array_agg(x.parent_id), array_agg(x.cancels), array_agg(x.ord)
@@ -234,45 +266,30 @@ BEGIN
     -- Children whose parents are all finished become due now; a parent that failed or was
     -- cancelled on a cancelling edge cancels the child (and, through the history trigger, its
     -- descendants in this batch).
-    WITH per_child AS (
+    SELECT array_agg(c.child_id ORDER BY c.child_id), array_agg(c.pending ORDER BY c.child_id),
+           array_agg(c.culprit ORDER BY c.child_id)
+    INTO e_child, pending, culprits
+    FROM (
         SELECT e.child_id,
                count(*) FILTER (WHERE s.state NOT IN ('completed', 'failed', 'cancelled')) AS pending,
                min(e.parent_id) FILTER (WHERE e.cancels AND s.state IN ('failed', 'cancelled')) AS culprit
         FROM unnest(e_child, e_parent, e_cancels) AS e(child_id, parent_id, cancels)
         JOIN unnest(p_ids, p_states) AS s(id, state) ON s.id = e.parent_id
         GROUP BY e.child_id
-    ),
-    set_up AS (
+    ) AS c;
+    WITH set_up AS (
         UPDATE skiplock.job AS j
         SET pending_parents = c.pending,
             state = CASE WHEN c.pending > 0 THEN 'waiting'
                          WHEN j.run_at > as_of THEN 'scheduled'
                          ELSE 'available' END::skiplock.job_state
-        FROM per_child AS c
+        FROM unnest(e_child, pending, culprits) AS c(child_id, pending, culprit)
         WHERE j.id = c.child_id AND c.culprit IS NULL
         RETURNING j.queue, j.state
-    ),
-    removed AS (
-        DELETE FROM skiplock.job AS j
-        USING per_child AS c
-        WHERE j.id = c.child_id AND c.culprit IS NOT NULL
-        RETURNING j.*, c.culprit
-    ),
-    archived AS (
-        INSERT INTO skiplock.job_history (id, queue, task, args, state, priority, attempt, max_attempts,
-                                          run_at, created_at, attempted_at, worker_id, dedupe_key,
-                                          errors, finished_at, result)
-        SELECT r.id, r.queue, r.task, r.args, 'cancelled', r.priority, r.attempt, r.max_attempts,
-               r.run_at, r.created_at, r.attempted_at, r.worker_id, r.dedupe_key,
-               r.errors || jsonb_build_array(skiplock._error_entry(
-                   r.attempt, NULL, as_of, format('parent job %s did not complete', r.culprit), 'ParentFailed', NULL)),
-               as_of, NULL
-        FROM removed AS r
-        RETURNING job_history.id
     )
     SELECT count(*) INTO n
-    FROM (SELECT skiplock._notify(array_agg(s.queue) FILTER (WHERE s.state = 'available')) FROM set_up AS s
-          UNION ALL SELECT NULL FROM archived) AS done;
+    FROM (SELECT skiplock._notify(array_agg(s.queue) FILTER (WHERE s.state = 'available')) FROM set_up AS s) AS done;
+    PERFORM skiplock._cancel_children(e_child, culprits, as_of);
 END;
 $$;
 
@@ -346,25 +363,8 @@ BEGIN
         ) AS x;
 
         PERFORM set_config('skiplock.cascading', 'on', true);
-        WITH removed AS (
-            DELETE FROM skiplock.job AS j
-            USING unnest(children, culprits) AS c(id, culprit)
-            WHERE j.id = c.id AND c.culprit IS NOT NULL AND j.state = 'waiting'
-            RETURNING j.*, c.culprit
-        ),
-        archived AS (
-            INSERT INTO skiplock.job_history (id, queue, task, args, state, priority, attempt, max_attempts,
-                                              run_at, created_at, attempted_at, worker_id, dedupe_key,
-                                              errors, finished_at, result)
-            SELECT r.id, r.queue, r.task, r.args, 'cancelled', r.priority, r.attempt, r.max_attempts,
-                   r.run_at, r.created_at, r.attempted_at, r.worker_id, r.dedupe_key,
-                   r.errors || jsonb_build_array(skiplock._error_entry(
-                       r.attempt, NULL, at, format('parent job %s did not complete', r.culprit), 'ParentFailed', NULL)),
-                   at, NULL
-            FROM removed AS r
-            RETURNING job_history.id, job_history.state
-        )
-        SELECT array_agg(a.id), array_agg(a.state) INTO ids, states FROM archived AS a;
+        SELECT array_agg(k.id), array_agg(k.state) INTO ids, states
+        FROM skiplock._cancel_children(children, culprits, at) AS k;
         PERFORM set_config('skiplock.cascading', 'off', true);
     END LOOP;
     RETURN NULL;

@@ -51,6 +51,19 @@ def fail_for_good(conn: Conn, job_id: int, token: Any) -> str:
     ).fetchone()[0]
 
 
+def waits_for_a_lock(conn: Conn, what: str) -> None:
+    """Wait until exactly one skiplock call of another session waits for a lock."""
+    wait_until(
+        lambda: (
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%skiplock.%'"
+            ).fetchone()[0]
+            == 1
+        ),
+        what=what,
+    )
+
+
 def test_a_chain_runs_one_step_at_a_time(conn: Conn):
     """Pass: b waits for a, c for b; each becomes claimable exactly when its parent completes."""
     a, b, c = graph(conn, ["a", "b", "c"], [[], [-1], [-2]])
@@ -235,15 +248,7 @@ def test_a_child_enqueued_while_its_parent_completes_is_never_stranded(conn: Con
         first_result = first.execute(*head).fetchone()[0]
         waiter = threading.Thread(target=second, args=tail)
         waiter.start()
-        wait_until(
-            lambda: (
-                conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%skiplock.%'"
-                ).fetchone()[0]
-                == 1
-            ),
-            what="the second transaction waits for the first",
-        )
+        waits_for_a_lock(conn, "the second transaction waits for the first")
         first.commit()
         first.close()
         waiter.join(30)
@@ -266,15 +271,7 @@ def test_parents_completing_concurrently_count_down_once_each(conn: Conn, dsn: s
 
     waiter = threading.Thread(target=complete_b)
     waiter.start()
-    wait_until(
-        lambda: (
-            conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%skiplock.%'"
-            ).fetchone()[0]
-            == 1
-        ),
-        what="the second completion waits on the child",
-    )
+    waits_for_a_lock(conn, "the second completion waits on the child")
     first.commit()
     first.close()
     waiter.join(30)
