@@ -176,7 +176,11 @@ class Monitor:
         rows = []
         for name in sorted(by_queue):
             queue_stats = by_queue[name]
-            counts = {s.state.value: s.jobs for s in queue_stats if s.state in (*_LIVE, JobState.FAILED)}
+            counts = {
+                s.state.value: s.jobs
+                for s in queue_stats
+                if s.state in (*_LIVE, JobState.WAITING, JobState.FAILED)
+            }
             live = sum(counts.get(st.value, 0) for st in _LIVE)
             done = sum(n for (q, st), n in finished.items() if q == name)
             completed = finished.get((name, JobState.COMPLETED), 0) / interval
@@ -250,7 +254,16 @@ class Monitor:
                     sparkline(self.rates(q.queue)),
                     "/".join(_duration(d) for d in (q.pickup_p50, q.pickup_p95, q.pickup_p99)),
                     _duration(q.oldest_age),
-                    ", ".join(filter(None, ["paused" if q.paused else "", _cell(q.limits)])),
+                    ", ".join(
+                        filter(
+                            None,
+                            [
+                                "paused" if q.paused else "",
+                                f"{c['waiting']} waiting for parents" if c.get("waiting") else "",
+                                _cell(q.limits),
+                            ],
+                        )
+                    ),
                 ]
             )
         headers = ["queue", "sched", "ready", "run", "retry", "dead", "in/s", "done/s", "trend",

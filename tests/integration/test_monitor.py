@@ -74,6 +74,16 @@ def test_the_screen_shows_every_section_and_escapes_job_data(client, conn):
     assert "oldest_transaction" in text
 
 
+def test_jobs_waiting_for_parents_are_noted_per_queue(client):
+    """Pass: a queue with jobs waiting for their parents says how many in its notes."""
+    parent = client.enqueue("extract", {}, queue="etl")
+    client.enqueue("load", {}, queue="etl", depends_on=[parent])
+    client.enqueue("report", {}, queue="etl", depends_on=[parent])
+    snap = Monitor(client).snapshot()
+    assert next(q for q in snap.queues if q.queue == "etl").counts["waiting"] == 2
+    assert "2 waiting for parents" in screen(Monitor(client))
+
+
 def test_queue_filter(client, conn):
     client.enqueue("send", {}, queue="emails")
     client.enqueue("resize", {}, queue="images")
