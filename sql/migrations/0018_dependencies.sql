@@ -27,8 +27,9 @@
 --
 -- Migrations note: adds an enum value (usable once this migration commits), a column with a
 -- default (no rewrite), a table, a trigger on job_history and functions; enqueue/enqueue_many
--- gain two parameters at the end (calls by position keep working); retry and drop_partitions
--- are replaced. The job_live_state constraint is replaced (validated without blocking writes).
+-- gain two parameters at the end (calls by position keep working); retry, drop_partitions,
+-- heartbeat and set_progress are replaced (same signatures). The job_live_state constraint is
+-- replaced (validated without blocking writes).
 
 ALTER TYPE skiplock.job_state ADD VALUE IF NOT EXISTS 'waiting' BEFORE 'scheduled';
 
@@ -1016,6 +1017,116 @@ BEGIN
     ORDER BY x.ord;
 END;
 $$;
+
+-- heartbeat, set_progress: as in 0012, locking with FOR NO KEY UPDATE (they change no key):
+-- a producer enqueueing a child holds FOR KEY SHARE on its live parents until it commits, and a
+-- batched heartbeat must not wait for that transaction (its other jobs' leases would run out).
+-- complete, fail and reap still wait: a parent must not finish before its new child is visible.
+CREATE OR REPLACE FUNCTION skiplock.heartbeat(
+    job_ids      bigint[],
+    lease_tokens uuid[],
+    lease        interval    DEFAULT '30 seconds',
+    as_of        timestamptz DEFAULT now()
+)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    ids     bigint[] := heartbeat.job_ids;
+    tokens  uuid[]   := heartbeat.lease_tokens;
+    locked  bigint[];
+    changed bigint[];
+BEGIN
+    FOR pass IN 1..2 LOOP
+        WITH input AS MATERIALIZED (
+            SELECT u.id, u.lease_token
+            FROM unnest(ids, tokens) AS u(id, lease_token)
+            ORDER BY u.id
+        ),
+        held AS MATERIALIZED (
+            SELECT j.id, j.ctid AS tid
+            FROM input AS i
+            CROSS JOIN LATERAL (
+                SELECT x.id, x.ctid FROM skiplock.job AS x
+                WHERE x.id = i.id AND x.lease_token = i.lease_token AND x.state = 'running'
+                FOR NO KEY UPDATE
+            ) AS j
+        ),
+        extended AS (
+            UPDATE skiplock.job AS j
+            SET lease_expires_at = heartbeat.as_of + heartbeat.lease
+            FROM held AS l
+            WHERE j.ctid = l.tid
+            RETURNING j.id
+        )
+        SELECT (SELECT array_agg(l.id) FROM held AS l), (SELECT array_agg(e.id) FROM extended AS e)
+        INTO locked, changed;
+        RETURN QUERY SELECT unnest(changed);
+        EXIT WHEN COALESCE(cardinality(locked), 0) = COALESCE(cardinality(changed), 0);
+        SELECT array_agg(u.id), array_agg(u.lease_token) INTO ids, tokens
+        FROM unnest(ids, tokens) AS u(id, lease_token)
+        WHERE u.id = ANY (locked) AND NOT u.id = ANY (COALESCE(changed, '{}'));
+    END LOOP;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION skiplock.set_progress(
+    job_ids      bigint[],
+    lease_tokens uuid[],
+    progress     double precision[],
+    messages     text[] DEFAULT NULL
+)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    bad     double precision;
+    ids     bigint[]           := set_progress.job_ids;
+    tokens  uuid[]             := set_progress.lease_tokens;
+    pcts    double precision[] := set_progress.progress;
+    msgs    text[]             := set_progress.messages;
+    locked  bigint[];
+    changed bigint[];
+BEGIN
+    SELECT p INTO bad FROM unnest(pcts) AS p
+    WHERE p IS NULL OR p < 0 OR p > 100 OR p = 'NaN' LIMIT 1;
+    IF FOUND THEN
+        PERFORM skiplock._invalid(format('progress must be between 0 and 100, got %s', COALESCE(bad::text, 'NULL')));
+    END IF;
+    FOR pass IN 1..2 LOOP
+        WITH input AS MATERIALIZED (
+            SELECT u.id, u.lease_token, u.progress, left(u.message, 1000) AS message
+            FROM unnest(ids, tokens, pcts, msgs) AS u(id, lease_token, progress, message)
+            ORDER BY u.id
+        ),
+        held AS MATERIALIZED (
+            SELECT j.id, j.ctid AS tid, i.progress, i.message
+            FROM input AS i
+            CROSS JOIN LATERAL (
+                SELECT x.id, x.ctid FROM skiplock.job AS x
+                WHERE x.id = i.id AND x.lease_token = i.lease_token AND x.state = 'running'
+                FOR NO KEY UPDATE
+            ) AS j
+        ),
+        reported AS (
+            UPDATE skiplock.job AS j
+            SET progress = l.progress, progress_message = l.message
+            FROM held AS l
+            WHERE j.ctid = l.tid
+            RETURNING j.id
+        )
+        SELECT (SELECT array_agg(l.id) FROM held AS l), (SELECT array_agg(r.id) FROM reported AS r)
+        INTO locked, changed;
+        RETURN QUERY SELECT unnest(changed);
+        EXIT WHEN COALESCE(cardinality(locked), 0) = COALESCE(cardinality(changed), 0);
+        SELECT array_agg(u.id), array_agg(u.lease_token), array_agg(u.progress), array_agg(u.message)
+        INTO ids, tokens, pcts, msgs
+        FROM unnest(ids, tokens, pcts, msgs) AS u(id, lease_token, progress, message)
+        WHERE u.id = ANY (locked) AND NOT u.id = ANY (COALESCE(changed, '{}'));
+    END LOOP;
+END;
+$$;
+
 
 -- jobs: as in 0005, plus pending_parents (0 for finished jobs).
 CREATE OR REPLACE VIEW skiplock.jobs AS

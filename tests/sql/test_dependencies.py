@@ -257,6 +257,44 @@ def test_a_child_enqueued_while_its_parent_completes_is_never_stranded(conn: Con
         complete(conn, claim(conn))
 
 
+def test_a_producer_enqueueing_a_child_never_stalls_its_parents_heartbeat(conn: Conn, dsn: str):
+    """Pass: while a producer's transaction that enqueued a child of a running job is open (it
+    holds FOR KEY SHARE on the parent), the worker's heartbeat and progress report for that job
+    return at once; only the parent's completion waits for the producer to commit."""
+    (parent,) = graph(conn, ["parent"], [[]])
+    token = claim(conn)[parent]
+    with psycopg.connect(dsn) as producer:
+        producer.execute("SELECT skiplock.enqueue('q', 'child', depends_on => %s)", [Jsonb([parent])])
+        conn.execute("SET statement_timeout = '3s'")
+        try:
+            beat = conn.execute(
+                "SELECT * FROM skiplock.heartbeat(ARRAY[%s::bigint], ARRAY[%s::uuid], '1 minute')",
+                [parent, token],
+            ).fetchall()
+            progress = conn.execute(
+                "SELECT * FROM skiplock.set_progress(ARRAY[%s::bigint], ARRAY[%s::uuid], '{50}')",
+                [parent, token],
+            ).fetchall()
+        finally:
+            conn.execute("RESET statement_timeout")
+        assert beat == progress == [(parent,)]
+        done: list[int] = []
+
+        def complete_parent() -> None:
+            with psycopg.connect(dsn, autocommit=True) as worker:
+                done.extend(complete(worker, {parent: token}))
+
+        waiter = threading.Thread(target=complete_parent)
+        waiter.start()
+        waits_for_a_lock(conn, "the parent's completion waits for the producer")
+        producer.commit()
+    waiter.join(30)
+    assert done == [parent]
+    assert conn.execute("SELECT state::text FROM skiplock.job WHERE task = 'child'").fetchone() == (
+        "available",
+    )
+
+
 def test_parents_completing_concurrently_count_down_once_each(conn: Conn, dsn: str):
     """Pass: two transactions completing different parents of one child at the same time both
     count it down (the second waits on the child's row lock and sees the first's count)."""
