@@ -120,6 +120,21 @@ def test_jobs_show_lists_parents_and_children_and_queues_list_counts_waiting(dsn
     assert row[1:4] == ["2", "0", "1"]  # waiting, scheduled, ready
 
 
+def test_enqueue_with_parents_from_the_command_line(dsn, conn):
+    """Pass: --depends-on makes the job wait; a bad rule is one clear error and nothing written."""
+    code, out = cli("enqueue", "extract", "--queue", "etl", "--dsn", dsn)
+    parent = int(out.split()[0])
+    assert cli("enqueue", "load", "--queue", "etl", "--depends-on", str(parent), "--dsn", dsn)[1].endswith(
+        " waiting\n"
+    )
+    code, out = cli(
+        "enqueue", "load", "--depends-on", str(parent), "--on-parent-failure", "maybe", "--dsn", dsn
+    )
+    assert code == 1
+    assert "on_parent_failure must be 'cancel' or 'run'" in out
+    assert conn.execute("SELECT count(*) FROM skiplock.jobs").fetchone() == (2,)
+
+
 def test_queues_limit_sets_shows_and_removes_limits(dsn, conn):
     conn.execute("SELECT skiplock.enqueue('exports', 't')")
     assert cli("queues", "limit", "exports", "--concurrency", "2", "--rate", "0.5", "--dsn", dsn) == (

@@ -28,6 +28,18 @@ def enqueue(
     dedupe_key: Annotated[
         str | None, typer.Option(help="Return the live job holding this key instead.")
     ] = None,
+    depends_on: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="Wait for this job to finish first (repeat for several parents).", show_default=False
+        ),
+    ] = None,
+    on_parent_failure: Annotated[
+        str | None,
+        typer.Option(
+            help="When a parent fails or is cancelled: cancel (default) or run.", show_default=False
+        ),
+    ] = None,
     dsn: DsnOption = None,
 ) -> None:
     """Enqueue one job and print its id and state."""
@@ -43,5 +55,7 @@ def enqueue(
             delay=None if delay is None else timedelta(seconds=delay),
             max_attempts=max_attempts,
             dedupe_key=dedupe_key,
+            depends_on=depends_on or (),
+            on_parent_failure=on_parent_failure,
         )
     console.print(f"{job.id} {safe(job.state)}")
