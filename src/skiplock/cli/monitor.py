@@ -42,12 +42,12 @@ def monitor(
         with (
             contextlib.suppress(KeyboardInterrupt),
             Live(
-                mon.render(mon.snapshot(), screen.size.width), console=screen, screen=True, auto_refresh=False
+                mon.render(mon.snapshot(), *screen.size), console=screen, screen=True, auto_refresh=False
             ) as live,
         ):
             while True:
                 time.sleep(interval)  # the refresh period, not a wait for a condition
-                live.update(mon.render(mon.snapshot(), screen.size.width), refresh=True)
+                live.update(mon.render(mon.snapshot(), *screen.size), refresh=True)
 
 
 @handle_errors
