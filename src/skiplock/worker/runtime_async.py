@@ -47,6 +47,7 @@ from skiplock._core.cron import MAX_TICKS
 from skiplock._core.cron import due_ticks as cron_ticks
 from skiplock._core.cron import next_tick as next_cron_tick
 from skiplock._core.rows import job_from_claim, parent_result_from_row
+from skiplock._core.text import ESCAPE_ARGS
 from skiplock._driver.executor_async import AsyncExecutor
 from skiplock._driver.listener_async import AsyncListener
 from skiplock.backoff import exponential
@@ -77,6 +78,7 @@ from skiplock.worker.transactional import JobTransactions, TxConnection
 __all__ = ["AsyncWorker", "WorkerStats"]
 
 log = logging.getLogger("skiplock.worker")
+log.addFilter(ESCAPE_ARGS)  # job errors and names are logged escaped, on one line
 
 #: The scheduler wakes at the next tick of any schedule, and at least this often (schedules
 #: added or changed elsewhere are seen within it).
