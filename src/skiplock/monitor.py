@@ -24,11 +24,21 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from skiplock._core.cron import problem as cron_problem
 from skiplock._core.text import oneline
 from skiplock.client import Client
-from skiplock.models import Failure, HealthCheck, JobState, QueueActivity, QueueStat, TaskStat, WorkerInfo
+from skiplock.models import (
+    Failure,
+    HealthCheck,
+    JobState,
+    QueueActivity,
+    QueueStat,
+    Schedule,
+    TaskStat,
+    WorkerInfo,
+)
 
-__all__ = ["Monitor", "QueueRow", "Snapshot", "describe_limits", "sparkline"]
+__all__ = ["Monitor", "QueueRow", "Snapshot", "describe_limits", "schedule_checks", "sparkline"]
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "critical": "bold red"}
@@ -126,6 +136,7 @@ class Monitor:
     _tasks_at: float | None = None
     _activity: dict[str, QueueActivity] = field(default_factory=dict)
     _activity_at: float | None = None
+    _bad_schedules: list[HealthCheck] = field(default_factory=list)
 
     def snapshot(self) -> Snapshot:
         """Read the views once (each a short autocommit statement) and derive rates."""
@@ -135,11 +146,14 @@ class Monitor:
         # queue_activity averages a minute and scans the live table: every few seconds is plenty.
         if self._activity_at is None or now - self._activity_at >= self.slow_every:
             self._activity, self._activity_at = {a.queue: a for a in self.client.queue_activity()}, now
+            self._bad_schedules = schedule_checks(self.client.schedules())
         activity = self._activity
         finished = self.client.finished_since(interval)
         workers = self.client.workers()
         failures = self.client.recent_failures(limit=10)
-        health = self.client.health()
+        health = self.client.health() + [
+            c for c in self._bad_schedules if self.queue is None or f"(queue {self.queue})" in c.detail
+        ]
         # task_stats reads five minutes of history: less often still.
         if self._tasks_at is None or now - self._tasks_at >= 2 * self.slow_every:
             self._tasks, self._tasks_at = self.client.task_stats(), now
@@ -435,6 +449,26 @@ def _fit_height(counts: dict[str, int], room: int | None, *, side: bool) -> dict
         if lines(shown) > room:
             shown[name] = 0
     return shown
+
+
+def schedule_checks(schedules: Iterable[Schedule]) -> list[HealthCheck]:
+    """A critical check for each stored schedule that cannot fire (workers skip it, and fire the
+    others); none when all can."""
+    checks = []
+    for s in schedules:
+        why = cron_problem(s.cron, s.tz, s.last_tick)
+        if why is not None:
+            checks.append(
+                HealthCheck(
+                    name=f"schedule {s.name}",
+                    status="critical",
+                    value=f"cannot fire: {why}",
+                    detail=f"the schedule of task {s.task} (queue {s.queue}) is skipped by every worker",
+                    fix=f"store it again with a valid expression (skiplock.upsert_schedule), or delete it:"
+                    f" skiplock schedules delete {s.name}",
+                )
+            )
+    return checks
 
 
 def describe_limits(

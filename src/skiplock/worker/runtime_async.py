@@ -46,6 +46,7 @@ from skiplock._core.claiming import claim_size, poll_delay_s, rate_poll_s, refil
 from skiplock._core.cron import MAX_TICKS
 from skiplock._core.cron import due_ticks as cron_ticks
 from skiplock._core.cron import next_tick as next_cron_tick
+from skiplock._core.cron import problem as cron_problem
 from skiplock._core.rows import job_from_claim, parent_result_from_row
 from skiplock._core.text import ESCAPE_ARGS
 from skiplock._driver.executor_async import AsyncExecutor
@@ -53,7 +54,7 @@ from skiplock._driver.listener_async import AsyncListener
 from skiplock.backoff import exponential
 from skiplock.context import _CURRENT, JobContext, current_job, set_current
 from skiplock.cron import CRON_REGISTRY
-from skiplock.errors import ConfigError, DatabaseUnavailable, Fail, Retry, SkiplockError
+from skiplock.errors import ConfigError, DatabaseUnavailable, Fail, InvalidInput, Retry, SkiplockError
 from skiplock.migrate_async import AsyncMigrator
 from skiplock.models import Job, Json, ParentResult
 from skiplock.settings import (
@@ -311,6 +312,8 @@ class AsyncWorker:
         # Queues limited by running jobs (concurrency, per key): a finished job frees a slot.
         self._slot_limited: frozenset[str] = frozenset()
         self._last_hit = 0.0  # loop time of the last claim that returned jobs
+        # Stored schedules that cannot fire, as (name, cron, tz): each is logged once.
+        self._bad_schedules: set[tuple[str, str, str]] = set()
 
     async def __aenter__(self) -> AsyncWorker:
         self._background = asyncio.create_task(self.run(), name="skiplock-worker")
@@ -1050,14 +1053,40 @@ class AsyncWorker:
     async def _fire_due_schedules(self) -> float:
         """Hand every schedule's due ticks to the database; return how long to sleep."""
         wait = MAX_SCHEDULER_SLEEP_S
-        for row in await self._db(statements.list_schedules(), attempts=1):
+        rows = await self._db(statements.list_schedules(), attempts=1)
+        # Forget what was reported about schedules since fixed or deleted: reported again if broken again.
+        current = {(r["name"], r["cron"], r["tz"]) for r in rows}
+        self._bad_schedules &= current
+        for row in rows:
             if row["paused"]:
                 continue
             now, name = row["db_now"], row["name"]
+            # One schedule that cannot be read (written by another client, or by an older
+            # version of the database's checks) must not stop the others: skip it, say so once.
+            why = cron_problem(row["cron"], row["tz"], now)
+            if why is not None:
+                key = (name, row["cron"], row["tz"])
+                if key not in self._bad_schedules:
+                    self._bad_schedules.add(key)
+                    log.error(
+                        "schedule %s cannot fire and is skipped: %s; fix it with skiplock.upsert_schedule()"
+                        " or delete it (skiplock schedules delete %s)",
+                        name,
+                        why,
+                        name,
+                    )
+                continue
             # Ticks older than catch_up would be skipped by the database anyway: start after them.
             ticks = cron_ticks(row["cron"], row["tz"], max(row["last_tick"], now - row["catch_up"]), now)
             if ticks:
-                fired = await self._db(statements.fire_schedule(name, ticks), attempts=1)
+                try:
+                    fired = await self._db(statements.fire_schedule(name, ticks), attempts=1)
+                except InvalidInput as exc:  # its task, queue or args refused: the others go on
+                    key = (name, row["cron"], row["tz"])
+                    if key not in self._bad_schedules:
+                        self._bad_schedules.add(key)
+                        log.error("schedule %s cannot fire and is skipped: %s", name, exc)
+                    continue
                 if fired:
                     log.info(
                         "schedule %s: enqueued %s tick(s), latest %s", name, len(fired), fired[-1]["tick"]
