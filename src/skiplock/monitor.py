@@ -333,9 +333,9 @@ def _title(snap: Snapshot, width: int, hidden: list[str]) -> Text:
     db = snap.database
     parts = [
         ("", f"skiplock monitor · {_one(db.get('database', '?'))}"),
-        ("", f"PostgreSQL {_one(db.get('server_version', '?'))}"),
-        ("", f"schema {_one(db.get('schema_version', '?'))}"),
         ("yellow", f"no room for {', '.join(hidden)}" if hidden else ""),
+        ("", f"PostgreSQL {_one(str(db.get('server_version', '?')).split(' ', 1)[0])}"),
+        ("", f"schema {_one(db.get('schema_version', '?'))}"),
         ("", f"every {snap.interval_s:.1f}s"),
         ("", "Ctrl-C quits"),
     ]
@@ -439,15 +439,31 @@ def _fit_height(counts: dict[str, int], room: int | None, *, side: bool) -> dict
         middle = max(workers, health) if side and workers and health else workers + health
         return panel("queues", 4) + middle + panel("recent failures", 4) + panel("tasks", 4)
 
-    for name in ("tasks", "recent failures", "workers", "postgres", "queues"):
-        while lines(shown) > room and shown[name] > 1:
+    def cut(name: str, floor: int) -> None:
+        while lines(shown) > room and shown[name] > floor:
             before = lines(shown)
             shown[name] -= 1
             if lines(shown) == before:  # the other half of the middle row is the taller one
                 shown[name] += 1
-                break
+                return
+
+    # Rows go first (down to three, then to one), from the least vital panel on; the postgres
+    # panel shows its worst checks first, so its ok rows go early. Then whole panels go; the
+    # queues lose rows last.
+    for floor in (3, 1):
+        for name in ("tasks", "postgres", "recent failures", "workers"):
+            cut(name, floor)
+    for name in ("tasks", "recent failures", "postgres", "workers"):
         if lines(shown) > room:
             shown[name] = 0
+    cut("queues", 1)
+    # What dropping a panel freed goes back to the others, the most vital first.
+    for name in ("workers", "recent failures", "postgres", "tasks"):
+        while 0 < shown[name] < counts[name]:
+            shown[name] += 1
+            if lines(shown) > room:
+                shown[name] -= 1
+                break
     return shown
 
 
