@@ -584,6 +584,8 @@ class AsyncWorker:
 
     async def _runner(self) -> None:
         me = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        lease_third = self.lease.total_seconds() / 3
         ran = 0
         while True:
             held = await self._ready.get()  # returns at once, without yielding, when a job is ready
@@ -591,7 +593,12 @@ class AsyncWorker:
             self._idle.clear()
             if held.cancelled:
                 outcome = _CANCELLED
-            elif self._stopping.is_set() or held.ctx.lease_lost or not await self._still_held(held):
+            elif (
+                self._stopping.is_set()
+                or held.ctx.lease_lost
+                # Most of the lease left (the usual case) needs no check.
+                or (held.lease_until - loop.time() < lease_third and not await self._still_held(held))
+            ):
                 # Not run: the worker is stopping, or the job was reaped while it waited for a
                 # runner (someone else may run it now).
                 outcome = _Outcome("release")
@@ -628,14 +635,11 @@ class AsyncWorker:
                 await asyncio.sleep(0)  # a runner on a run of instant jobs lets the loop breathe
 
     async def _still_held(self, held: _Held) -> bool:
-        """Whether a job about to start is still ours. Free while its lease has most of its time
-        left; past that (the worker was frozen, or its heartbeats failed) one heartbeat of the
-        job tells, and extends it: a worker never starts a job someone else may be running."""
-        loop = asyncio.get_running_loop()
+        """Whether a job about to start, whose lease has less than a third of its time left (the
+        worker was frozen, or its heartbeats failed), is still ours: one heartbeat of the job
+        tells, and extends it. A worker never starts a job someone else may be running."""
         lease_s = self.lease.total_seconds()
-        if loop.time() < held.lease_until - lease_s / 3:
-            return True
-        sent = loop.time()
+        sent = asyncio.get_running_loop().time()
         try:
             rows = await self._db(
                 statements.heartbeat([held.job.id], [_token(held.job)], self.lease), attempts=3
