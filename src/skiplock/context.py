@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
-from skiplock.errors import ConfigError
+from skiplock.errors import ConfigError, LeaseLost
 from skiplock.models import Job, ParentResult
 
 if TYPE_CHECKING:
@@ -76,7 +76,10 @@ class JobContext:
 
         Raises:
             ConfigError: ``percent`` is not a number between 0 and 100.
+            LeaseLost: the worker no longer holds the job (it was reaped, and may run elsewhere):
+                stop, nothing this attempt does will be recorded.
         """
+        self._check_lease()
         if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 <= percent <= 100:
             raise ConfigError(f"progress must be a number between 0 and 100, got {percent!r}")
         self._progress = (float(percent), None if message is None else str(message)[:1000])
@@ -85,6 +88,13 @@ class JobContext:
     def lease_lost(self) -> bool:
         """True once the worker learned it no longer holds this job: its outcome will be ignored."""
         return self._lease_lost
+
+    def _check_lease(self) -> None:
+        if self._lease_lost:
+            raise LeaseLost(
+                f"job {self.job.id}: this worker no longer holds its lease (attempt {self.job.attempt}"
+                " was reaped); nothing this attempt does will be recorded"
+            )
 
     def transaction(self) -> psycopg.Connection[Any]:
         """The job's transaction, for a ``def`` task's own writes: they commit with the job's completion.
@@ -100,7 +110,9 @@ class JobContext:
         Raises:
             ConfigError: called outside a task run by a skiplock worker, after the attempt is
                 over, or from an ``async def`` task (use :meth:`atransaction`).
+            LeaseLost: the worker no longer holds the job: its completion would be refused.
         """
+        self._check_lease()
         hook = self._tx_hook
         if hook is None:
             raise ConfigError(_NO_TRANSACTION)
@@ -112,7 +124,9 @@ class JobContext:
         Raises:
             ConfigError: called outside a task run by a skiplock worker, after the attempt is
                 over, or from a ``def`` task's thread (use :meth:`transaction`).
+            LeaseLost: the worker no longer holds the job: its completion would be refused.
         """
+        self._check_lease()
         hook = self._tx_hook
         if hook is None:
             raise ConfigError(_NO_TRANSACTION)

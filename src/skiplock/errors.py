@@ -66,7 +66,13 @@ class JobFailed(SkiplockError):
 
 
 class LeaseLost(SkiplockError):
-    """The worker no longer holds the job's lease (it was reaped or finalized elsewhere)."""
+    """The worker no longer holds the job's lease (it was reaped or finalized elsewhere).
+
+    Raised inside a task by ``current_job().set_progress()``, ``transaction()`` and
+    ``atransaction()`` once the worker's heartbeat found the lease gone: the job may already run
+    on another worker, and nothing this attempt does will be recorded, so the task should stop.
+    The worker counts the attempt once as ``lost`` whatever the task does next.
+    """
 
 
 class Retry(Exception):

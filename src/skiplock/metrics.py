@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from skiplock._core.text import ESCAPE_ARGS
 from skiplock.errors import ConfigError, SkiplockError
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["QueueCollector", "WorkerCollector", "serve"]
 
 log = logging.getLogger("skiplock.metrics")
+log.addFilter(ESCAPE_ARGS)  # job errors and names are logged escaped, on one line
 _HEALTH_LEVEL = {"ok": 0, "warn": 1, "critical": 2}
 
 

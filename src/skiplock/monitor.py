@@ -18,17 +18,27 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Group, RenderableType
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from skiplock._core.text import printable
+from skiplock._core.cron import problem as cron_problem
+from skiplock._core.text import oneline
 from skiplock.client import Client
-from skiplock.models import Failure, HealthCheck, JobState, QueueActivity, QueueStat, TaskStat, WorkerInfo
+from skiplock.models import (
+    Failure,
+    HealthCheck,
+    JobState,
+    QueueActivity,
+    QueueStat,
+    Schedule,
+    TaskStat,
+    WorkerInfo,
+)
 
-__all__ = ["Monitor", "QueueRow", "Snapshot", "describe_limits", "sparkline"]
+__all__ = ["Monitor", "QueueRow", "Snapshot", "describe_limits", "schedule_checks", "sparkline"]
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "critical": "bold red"}
@@ -45,10 +55,14 @@ def sparkline(values: Sequence[float], width: int = 20) -> str:
     return "".join(_BLOCKS[min(len(_BLOCKS) - 1, int(v / top * (len(_BLOCKS) - 1) + 0.5))] for v in tail)
 
 
-def _cell(value: object, limit: int = 80) -> str:
-    """A one-line table cell of database data: control characters escaped, markup escaped, cut."""
-    text = printable(value, newlines=False)
-    return escape(text if len(text) <= limit else text[: limit - 1] + "…")
+#: Text cells are cut to this many characters before they are measured (an error may be long).
+_LONGEST = 500
+
+
+def _one(value: object) -> str:
+    """Database data for one line of the screen: control, bidi and invisible characters escaped,
+    newlines too. Cells are rich Text, never markup, so brackets in job data are just text."""
+    return oneline(value)[:_LONGEST]
 
 
 def _duration(value: timedelta | None) -> str:
@@ -122,6 +136,7 @@ class Monitor:
     _tasks_at: float | None = None
     _activity: dict[str, QueueActivity] = field(default_factory=dict)
     _activity_at: float | None = None
+    _bad_schedules: list[HealthCheck] = field(default_factory=list)
 
     def snapshot(self) -> Snapshot:
         """Read the views once (each a short autocommit statement) and derive rates."""
@@ -131,11 +146,14 @@ class Monitor:
         # queue_activity averages a minute and scans the live table: every few seconds is plenty.
         if self._activity_at is None or now - self._activity_at >= self.slow_every:
             self._activity, self._activity_at = {a.queue: a for a in self.client.queue_activity()}, now
+            self._bad_schedules = schedule_checks(self.client.schedules())
         activity = self._activity
         finished = self.client.finished_since(interval)
         workers = self.client.workers()
         failures = self.client.recent_failures(limit=10)
-        health = self.client.health()
+        health = self.client.health() + [
+            c for c in self._bad_schedules if self.queue is None or f"(queue {self.queue})" in c.detail
+        ]
         # task_stats reads five minutes of history: less often still.
         if self._tasks_at is None or now - self._tasks_at >= 2 * self.slow_every:
             self._tasks, self._tasks_at = self.client.task_stats(), now
@@ -212,85 +230,261 @@ class Monitor:
             )
         return rows
 
-    def render(self, snap: Snapshot, width: int = 160) -> RenderableType:
-        """One screen ``width`` columns wide: queues, workers, recent failures, task stats and
-        PostgreSQL health. On a narrow screen the queues table drops its less vital columns."""
-        db = snap.database
-        title = (
-            f"skiplock monitor · {_cell(db.get('database', '?'))} · PostgreSQL {_cell(db.get('server_version', '?'))}"
-            f" · schema {_cell(db.get('schema_version', '?'))} · every {snap.interval_s:.1f}s · Ctrl-C quits"
-        )
-        middle: RenderableType
-        if width >= 120:  # side by side; stacked on a narrow screen
-            grid = Table.grid(expand=True, padding=(0, 1))
-            grid.add_column(ratio=3)
-            grid.add_column(ratio=2)
-            grid.add_row(_workers_table(snap.workers), _health_table(snap.health))
-            middle = grid
-        else:
-            middle = Group(_workers_table(snap.workers), _health_table(snap.health))
-        return Group(
-            Text.from_markup(f"[bold]{title}[/]"),
-            self._queues_table(snap, width),
-            middle,
-            _failures_table(snap.failures),
-            _tasks_table(snap.tasks),
-        )
+    def render(self, snap: Snapshot, width: int = 160, height: int | None = None) -> RenderableType:
+        """One screen ``width`` columns wide: queues, workers, PostgreSQL health, recent failures
+        and task stats.
 
-    def _queues_table(self, snap: Snapshot, width: int) -> Panel:
-        rows = []
-        for q in snap.queues:
-            c = q.counts
-            rows.append(
+        Every line fits in ``width``: a table first drops its less vital columns, then cuts its
+        text columns with an ellipsis; a number, a job id, an attempt or a state is never cut.
+        With ``height``, the panels fit in that many lines too: the least vital lose rows first
+        (their title says how many are shown), and a panel with no room left is named in the
+        title line instead.
+        """
+        side = width >= 120  # workers and postgres side by side; stacked on a narrow screen
+        counts = {
+            "queues": len(snap.queues),
+            "workers": len(snap.workers),
+            "postgres": len(snap.health),
+            "recent failures": len(snap.failures),
+            "tasks": min(len(snap.tasks), _MAX_TASKS),
+        }
+        shown = _fit_height(counts, None if height is None else height - 1, side=side)
+        health = snap.health
+        if shown["postgres"] < len(health):  # cut: the worst checks first
+            health = sorted(health, key=lambda h: -_ORDER[h.status])
+        hidden = [name for name, n in shown.items() if n == 0]
+        panels: list[RenderableType] = [_title(snap, width, hidden)]
+        if shown["queues"]:
+            panels.append(self._queues_table(snap, width, shown["queues"]))
+        left_w, right_w = width, width
+        if side:  # the workers take what they need, from two fifths to three of the width
+            left_w = max(
+                width * 2 // 5, min(width * 3 // 5, _workers_width(snap.workers[: shown["workers"]]))
+            )
+            right_w = width - left_w - 1
+        workers = _workers_table(snap.workers, left_w, shown["workers"]) if shown["workers"] else None
+        checks = _health_table(health, right_w, shown["postgres"]) if shown["postgres"] else None
+        if side and workers is not None and checks is not None:
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(width=left_w)
+            grid.add_column(width=right_w)
+            grid.add_row(workers, checks)
+            panels.append(grid)
+        else:
+            panels += [p for p in (workers, checks) if p is not None]
+        if shown["recent failures"]:
+            panels.append(_failures_table(snap.failures, width, shown["recent failures"]))
+        if shown["tasks"]:
+            panels.append(_tasks_table(snap.tasks, width, shown["tasks"]))
+        return Group(*panels)
+
+    def _queues_table(self, snap: Snapshot, width: int, limit: int) -> Panel:
+        queues = snap.queues[:limit]
+        trends = [self.rates(q.queue) for q in queues]
+
+        def count(state: str, style: str = "") -> list[Text]:
+            return [Text(str(n := q.counts.get(state, 0)), style=style if n else "") for q in queues]
+
+        notes = []
+        for q in queues:
+            waiting = q.counts.get("waiting")
+            parts = [
+                "paused" if q.paused else "",
+                f"{waiting} waiting for parents" if waiting else "",
+                q.limits,
+            ]
+            notes.append(Text(_one(", ".join(filter(None, parts))), style="yellow"))
+        columns = [
+            _Column("queue", [Text(_one(q.queue)) for q in queues], justify="left", shrink_to=8),
+            _Column("sched", count("scheduled")),
+            _Column("ready", count("available")),
+            _Column("run", count("running")),
+            _Column("retry", count("retryable", "yellow")),
+            _Column("dead", count("failed", "red")),
+            _Column("in/s", [Text(f"{q.enqueued_per_second:g}") for q in queues]),
+            _Column("done/s", [Text(f"{q.completed_per_second:g}") for q in queues]),
+            _Column("trend", [Text(sparkline(t), style="cyan") for t in trends], justify="left", shrink_to=6),
+            _Column(
+                "pickup p50/95/99",
                 [
-                    _cell(q.queue, 30),
-                    str(c.get("scheduled", 0)),
-                    str(c.get("available", 0)),
-                    str(c.get("running", 0)),
-                    str(c.get("retryable", 0)),
-                    str(c.get("failed", 0)),
-                    f"{q.enqueued_per_second:g}",
-                    f"{q.completed_per_second:g}",
-                    sparkline(self.rates(q.queue)),
-                    "/".join(_duration(d) for d in (q.pickup_p50, q.pickup_p95, q.pickup_p99)),
-                    _duration(q.oldest_age),
-                    ", ".join(
-                        filter(
-                            None,
-                            [
-                                "paused" if q.paused else "",
-                                f"{c['waiting']} waiting for parents" if c.get("waiting") else "",
-                                _cell(q.limits),
-                            ],
-                        )
-                    ),
-                ]
-            )
-        headers = ["queue", "sched", "ready", "run", "retry", "dead", "in/s", "done/s", "trend",
-                   "pickup p50/95/99", "oldest", "notes"]  # fmt: skip
-        widths = [max([len(h), *(len(r[k]) for r in rows)]) for k, h in enumerate(headers)]
-        shown = list(range(len(headers)))
-        # Numbers are never cut: drop whole columns, least vital first, until the rest fit.
-        for drop in ("trend", "pickup p50/95/99", "in/s", "sched", "retry", "oldest"):
-            if sum(widths[k] + 3 for k in shown) + 4 + 12 <= width:  # 12: room for the notes
+                    Text("/".join(_duration(d) for d in (q.pickup_p50, q.pickup_p95, q.pickup_p99)))
+                    for q in queues
+                ],
+            ),
+            _Column("oldest", [Text(_duration(q.oldest_age)) for q in queues]),
+            _Column("notes", notes, justify="left", shrink_to=12, flex=True),
+        ]
+        # Give up width in this order: the trend narrows and long queue names are cut, then
+        # whole columns go, least vital first; then the names and notes are cut further. The
+        # counts are never cut.
+        steps = [("shrink", "trend", 8), ("shrink", "queue", 16), ("drop", "pickup p50/95/99", 0),
+                 ("drop", "trend", 0), ("drop", "in/s", 0), ("shrink", "queue", 8),
+                 ("shrink", "notes", 6)]  # fmt: skip
+        fitted = _fit(columns, width - _FRAME, steps)
+        for column in fitted:
+            if column.header == "trend":  # a narrower trend shows fewer, the latest, values
+                column.cells = [Text(sparkline(t, column.width), style="cyan") for t in trends]
+        placeholder = None if queues else "no jobs"
+        return _panel(_table(fitted, placeholder), "queues", len(snap.queues), limit)
+
+
+def _title(snap: Snapshot, width: int, hidden: list[str]) -> Text:
+    """The title line; on a narrow screen the least useful parts go first."""
+    db = snap.database
+    parts = [
+        ("", f"skiplock monitor · {_one(db.get('database', '?'))}"),
+        ("yellow", f"no room for {', '.join(hidden)}" if hidden else ""),
+        ("", f"PostgreSQL {_one(str(db.get('server_version', '?')).split(' ', 1)[0])}"),
+        ("", f"schema {_one(db.get('schema_version', '?'))}"),
+        ("", f"every {snap.interval_s:.1f}s"),
+        ("", "Ctrl-C quits"),
+    ]
+    parts = [p for p in parts if p[1]]
+    for drop in ("Ctrl-C quits", f"every {snap.interval_s:.1f}s"):
+        if sum(len(p[1]) + 3 for p in parts) - 3 <= width:
+            break
+        parts = [p for p in parts if p[1] != drop]
+    title = Text(style="bold", no_wrap=True, overflow="ellipsis")
+    for k, (style, text) in enumerate(parts):
+        title.append((" · " if k else "") + text, style=style)
+    return title
+
+
+#: The tasks table shows the busiest tasks only.
+_MAX_TASKS = 10
+#: Columns between two cells, and what a panel's border and padding take from the width.
+_GAP = 2
+_FRAME = 4
+
+
+@dataclass(slots=True)
+class _Column:
+    """One column of a table, before and after fitting it to the screen."""
+
+    header: str
+    cells: list[Text]
+    justify: str = "right"
+    shrink_to: int | None = None  # may be cut (with an ellipsis) down to this width; else never
+    flex: bool = False  # takes the width left over
+    width: int = 0  # set by _fit
+
+    @property
+    def natural(self) -> int:
+        return max([cell_len(self.header), *(c.cell_len for c in self.cells)])
+
+
+def _fit(columns: list[_Column], room: int, steps: Sequence[tuple[str, str, int]]) -> list[_Column]:
+    """Choose each column's width so the table fits in ``room``.
+
+    The flex column counts at its ``shrink_to`` width (or less, if its text is shorter) and
+    takes whatever is left in the end. ``steps`` are applied in order until the rest fits:
+    ``("shrink", name, w)`` cuts a column to no less than ``w``, ``("drop", name, 0)`` removes it.
+    """
+    kept = list(columns)
+    for c in kept:
+        c.width = min(c.natural, c.shrink_to or c.natural) if c.flex else c.natural
+
+    def excess() -> int:
+        return sum(c.width for c in kept) + _GAP * (len(kept) - 1) - room
+
+    for action, name, floor in steps:
+        over = excess()
+        if over <= 0:
+            break
+        column = next((c for c in kept if c.header == name), None)
+        if column is None:
+            continue
+        if action == "drop":
+            kept.remove(column)
+        else:
+            column.width = max(min(column.width, floor), column.width - over)
+    flex = next((c for c in kept if c.flex), None)
+    if flex is not None:
+        flex.width = max(1, flex.width - excess())
+    return kept
+
+
+def _table(columns: list[_Column], placeholder: str | None = None) -> Table:
+    """A rich table of fitted columns: every cell on one line, text cut with an ellipsis."""
+    # The gap between cells: the box's blank separator and one column of left padding.
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 0, 0, _GAP - 1))
+    for c in columns:
+        table.add_column(c.header, justify=c.justify, width=c.width, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+    rows = max((len(c.cells) for c in columns), default=0)
+    for r in range(rows):
+        table.add_row(*[c.cells[r] if r < len(c.cells) else Text("") for c in columns])
+    if placeholder is not None and not rows:
+        table.add_row(Text(placeholder, no_wrap=True, overflow="ellipsis"), *[Text("")] * (len(columns) - 1))
+    return table
+
+
+def _panel(body: RenderableType, title: str, total: int, shown: int, border: str = "blue") -> Panel:
+    if shown < total:
+        title = f"{title} ({shown} of {total} shown)"
+    return Panel(body, title=title, title_align="left", border_style=border)
+
+
+def _fit_height(counts: dict[str, int], room: int | None, *, side: bool) -> dict[str, int]:
+    """How many rows each panel shows so the screen fits in ``room`` lines (all when None):
+    the least vital panels lose rows first, down to one, then go."""
+    shown = dict(counts)
+    if room is None:
+        return shown
+
+    def lines(rows: dict[str, int]) -> int:
+        def panel(name: str, frame: int) -> int:  # a table's frame: borders, header and rule
+            return 0 if rows[name] == 0 else frame + max(1, rows[name])
+
+        workers, health = panel("workers", 4), panel("postgres", 2)
+        middle = max(workers, health) if side and workers and health else workers + health
+        return panel("queues", 4) + middle + panel("recent failures", 4) + panel("tasks", 4)
+
+    def cut(name: str, floor: int) -> None:
+        while lines(shown) > room and shown[name] > floor:
+            before = lines(shown)
+            shown[name] -= 1
+            if lines(shown) == before:  # the other half of the middle row is the taller one
+                shown[name] += 1
+                return
+
+    # Rows go first (down to three, then to one), from the least vital panel on; the postgres
+    # panel shows its worst checks first, so its ok rows go early. Then whole panels go; the
+    # queues lose rows last.
+    for floor in (3, 1):
+        for name in ("tasks", "postgres", "recent failures", "workers"):
+            cut(name, floor)
+    for name in ("tasks", "recent failures", "postgres", "workers"):
+        if lines(shown) > room:
+            shown[name] = 0
+    cut("queues", 1)
+    # What dropping a panel freed goes back to the others, the most vital first.
+    for name in ("workers", "recent failures", "postgres", "tasks"):
+        while 0 < shown[name] < counts[name]:
+            shown[name] += 1
+            if lines(shown) > room:
+                shown[name] -= 1
                 break
-            shown.remove(headers.index(drop))
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=True)
-        for k in shown:
-            if headers[k] == "notes":
-                table.add_column("notes", ratio=1)
-            else:
-                table.add_column(
-                    headers[k], justify="left" if k == 0 else "right", no_wrap=True, min_width=widths[k]
+    return shown
+
+
+def schedule_checks(schedules: Iterable[Schedule]) -> list[HealthCheck]:
+    """A critical check for each stored schedule that cannot fire (workers skip it, and fire the
+    others); none when all can."""
+    checks = []
+    for s in schedules:
+        why = cron_problem(s.cron, s.tz, s.last_tick)
+        if why is not None:
+            checks.append(
+                HealthCheck(
+                    name=f"schedule {s.name}",
+                    status="critical",
+                    value=f"cannot fire: {why}",
+                    detail=f"the schedule of task {s.task} (queue {s.queue}) is skipped by every worker",
+                    fix=f"store it again with a valid expression (skiplock.upsert_schedule), or delete it:"
+                    f" skiplock schedules delete {s.name}",
                 )
-        styles = {5: "red", 8: "cyan", 11: "yellow"}
-        for r in rows:
-            table.add_row(
-                *[f"[{styles[k]}]{r[k]}[/]" if k in styles and r[k] not in ("", "0") else r[k] for k in shown]
             )
-        if not rows:
-            table.add_row("no jobs", *[""] * (len(shown) - 1))
-        return Panel(table, title="queues", title_align="left", border_style="blue")
+    return checks
 
 
 def describe_limits(
@@ -314,78 +508,119 @@ def _limits(stat: QueueStat) -> str:
     )
 
 
-def _workers_table(workers: list[WorkerInfo]) -> Panel:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=True)
-    for name, justify in (("host", "left"), ("pid", "right"), ("queues", "left"), ("slots", "right"),
-                          ("running", "right"), ("done", "right"), ("beat", "right"), ("", "left")):  # fmt: skip
-        table.add_column(name, justify=justify, min_width=len(name), no_wrap=name != "queues")  # type: ignore[arg-type]
-    for w in workers:
-        table.add_row(
-            _cell(w.host, 40),
-            str(w.pid),
-            _cell(",".join(w.queues), 40),
-            str(w.concurrency),
-            str(w.running),
-            str(w.jobs_done),
-            _duration(w.heartbeat_age),
-            "[red]stale[/]" if w.stale else "",
-        )
-    if not workers:
-        table.add_row("no workers registered", *[""] * 7)
-    return Panel(table, title="workers", title_align="left", border_style="blue")
+def _workers_table(workers: list[WorkerInfo], width: int, limit: int) -> Panel:
+    fitted = _fit(
+        _workers_columns(workers[:limit]), width - _FRAME, [("shrink", "host", 12), ("shrink", "host", 8)]
+    )
+    placeholder = None if workers else "no workers registered"
+    return _panel(_table(fitted, placeholder), "workers", len(workers), limit)
 
 
-def _failures_table(failures: list[Failure]) -> Panel:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=True)
-    for name in ("job", "queue", "task", "attempt", "", "error"):
-        table.add_column(name, no_wrap=True, overflow="ellipsis")
-    for f in failures:
-        table.add_row(
-            str(f.id),
-            _cell(f.queue, 30),
-            _cell(f.task, 40),
-            str(f.attempt or "-"),
-            "[red]dead[/]" if f.final else "[yellow]retry[/]",
-            _cell(f"{f.error_type or ''}: {f.error or ''}", 120),
-        )
-    if not failures:
-        table.add_row("none in the last hour", *[""] * 5)
-    return Panel(table, title="recent failures", title_align="left", border_style="blue")
+def _workers_width(workers: list[WorkerInfo]) -> int:
+    """The width the workers panel needs to show everything."""
+    columns = _workers_columns(workers)
+    return sum(c.natural for c in columns) + _GAP * (len(columns) - 1) + _FRAME
 
 
-def _tasks_table(tasks: list[TaskStat]) -> Panel:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=True)
-    for name, justify in (("queue", "left"), ("task", "left"), ("done", "right"), ("failed", "right"),
-                          ("fail %", "right"), ("retries", "right"), ("run p50", "right"),
-                          ("p95", "right"), ("p99", "right")):  # fmt: skip
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for t in sorted(tasks, key=lambda t: -(t.completed + t.failed))[:10]:
-        rate = f"{t.failure_rate * 100:.1f}"
-        table.add_row(
-            _cell(t.queue, 30),
-            _cell(t.task, 40),
-            str(t.completed),
-            str(t.failed),
-            f"[red]{rate}[/]" if t.failure_rate >= 0.1 else rate,
-            str(t.retries),
-            _duration(t.run_p50),
-            _duration(t.run_p95),
-            _duration(t.run_p99),
-        )
-    if not tasks:
-        table.add_row("nothing finished in five minutes", *[""] * 8)
-    return Panel(table, title="tasks, last 5 minutes", title_align="left", border_style="blue")
+def _workers_columns(shown: list[WorkerInfo]) -> list[_Column]:
+    return [
+        _Column("host", [Text(_one(w.host)) for w in shown], justify="left", shrink_to=8),
+        _Column("pid", [Text(str(w.pid)) for w in shown]),
+        _Column(
+            "queues", [Text(_one(",".join(w.queues))) for w in shown], justify="left", shrink_to=12, flex=True
+        ),
+        _Column("slots", [Text(str(w.concurrency)) for w in shown]),
+        # What the database knows: jobs leased to the worker, running or prefetched (claimed
+        # ahead of a free slot). At most `slots` of them run at once.
+        _Column("leased", [Text(str(w.running)) for w in shown]),
+        _Column("done", [Text(str(w.jobs_done)) for w in shown]),
+        _Column("beat", [Text(_duration(w.heartbeat_age)) for w in shown]),
+        _Column("", [Text("stale", style="red") if w.stale else Text("") for w in shown], justify="left"),
+    ]
 
 
-def _health_table(health: list[HealthCheck]) -> Panel:
-    table = Table(box=None, pad_edge=False, show_header=False, expand=True)
-    table.add_column("check", no_wrap=True, min_width=max((len(h.name) for h in health), default=5))
-    table.add_column("value", no_wrap=True, overflow="ellipsis")
-    for h in health:
-        style = _STATUS_STYLE.get(h.status, "")
-        table.add_row(f"[{style}]{_cell(h.name)}[/]", f"[{style}]{_cell(h.value, 100)}[/]")
+def _failures_table(failures: list[Failure], width: int, limit: int) -> Panel:
+    shown = failures[:limit]
+    columns = [
+        _Column("job", [Text(str(f.id)) for f in shown]),
+        _Column("queue", [Text(_one(f.queue)) for f in shown], justify="left", shrink_to=6),
+        _Column("task", [Text(_one(f.task)) for f in shown], justify="left", shrink_to=8),
+        _Column("attempt", [Text(str(f.attempt or "-")) for f in shown]),
+        _Column(
+            "state",
+            [Text("dead", style="red") if f.final else Text("retry", style="yellow") for f in shown],
+            justify="left",
+        ),
+        _Column(
+            "error",
+            [Text(_one(f"{f.error_type or ''}: {f.error or ''}")) for f in shown],
+            justify="left",
+            shrink_to=40,
+            flex=True,
+        ),
+    ]
+    # The error takes what the key columns leave; the task and queue names are cut before it
+    # gets narrower than a few words, and it gets narrower before they are cut to a stub.
+    steps = [("shrink", "task", 24), ("shrink", "queue", 16), ("shrink", "error", 16),
+             ("shrink", "task", 8), ("shrink", "queue", 6), ("shrink", "error", 8)]  # fmt: skip
+    fitted = _fit(columns, width - _FRAME, steps)
+    placeholder = None if failures else "none in the last hour"
+    return _panel(_table(fitted, placeholder), "recent failures", len(failures), limit)
+
+
+def _tasks_table(tasks: list[TaskStat], width: int, limit: int) -> Panel:
+    busiest = sorted(tasks, key=lambda t: -(t.completed + t.failed))
+    shown = busiest[:limit]
+    columns = [
+        _Column("queue", [Text(_one(t.queue)) for t in shown], justify="left", shrink_to=6),
+        _Column("task", [Text(_one(t.task)) for t in shown], justify="left", shrink_to=40, flex=True),
+        _Column("done", [Text(str(t.completed)) for t in shown]),
+        _Column("failed", [Text(str(t.failed), style="red" if t.failed else "") for t in shown]),
+        _Column(
+            "fail %",
+            [
+                Text(f"{t.failure_rate * 100:.1f}", style="red" if t.failure_rate >= 0.1 else "")
+                for t in shown
+            ],
+        ),
+        _Column("retries", [Text(str(t.retries)) for t in shown]),
+        _Column("run p50", [Text(_duration(t.run_p50)) for t in shown]),
+        _Column("p95", [Text(_duration(t.run_p95)) for t in shown]),
+        _Column("p99", [Text(_duration(t.run_p99)) for t in shown]),
+    ]
+    steps = [("shrink", "task", 12), ("drop", "p95", 0), ("drop", "retries", 0), ("shrink", "queue", 6),
+             ("shrink", "task", 6)]  # fmt: skip
+    fitted = _fit(columns, width - _FRAME, steps)
+    placeholder = None if tasks else "nothing finished in five minutes"
+    return _panel(_table(fitted, placeholder), "tasks, last 5 minutes", min(len(tasks), _MAX_TASKS), limit)
+
+
+def _health_table(health: list[HealthCheck], width: int, limit: int) -> Panel:
+    shown = health[:limit]
+    styles = [_STATUS_STYLE.get(h.status, "") for h in shown]
+    columns = [
+        _Column(
+            "check",
+            [Text(_one(h.name), style=s) for h, s in zip(shown, styles, strict=True)],
+            justify="left",
+            shrink_to=10,
+        ),
+        _Column(
+            "value",
+            [Text(_one(h.value), style=s) for h, s in zip(shown, styles, strict=True)],
+            justify="left",
+            shrink_to=20,
+            flex=True,
+        ),
+    ]
+    fitted = _fit(columns, width - _FRAME, [("shrink", "check", 12), ("shrink", "value", 8)])
+    table = Table(box=None, pad_edge=False, show_header=False, padding=(0, 0, 0, _GAP))
+    for c in fitted:
+        table.add_column(width=c.width, no_wrap=True, overflow="ellipsis")
+    for r in range(len(shown)):
+        table.add_row(*[c.cells[r] for c in fitted])
     counts = collections.Counter(h.status for h in health)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items(), key=lambda c: _ORDER[c[0]]))
     worst = max(counts, key=lambda status: _ORDER[status], default="ok")
     border = {"critical": "red", "warn": "yellow"}.get(worst, "blue")
-    return Panel(table, title=f"postgres: {summary or 'no checks'}", title_align="left", border_style=border)
+    return _panel(table, f"postgres: {summary or 'no checks'}", len(health), limit, border)

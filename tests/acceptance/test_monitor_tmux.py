@@ -152,3 +152,69 @@ def test_the_monitor_shows_the_queue_moving_a_paused_queue_and_a_long_transactio
     finally:
         term.close()
         conn.execute(f'ALTER DATABASE "{dbname}" RESET skiplock.long_transaction_warn')
+
+
+def test_at_80x24_the_monitor_keeps_every_key_column_and_the_worker_counts_move(dsn, conn, client, worker):
+    """Pass: under tmux at 80x24, with a worker draining and failures holding 150-character
+    errors: no line is wider than 80 or below line 24; the queues table keeps sched, ready, run,
+    retry and dead (16 jobs waiting to retry show); each failure keeps its job id, queue,
+    attempt and state, its error cut with an ellipsis; the worker's done count moves during the
+    drain, and what it holds shows as leased next to its slots."""
+    client.enqueue_many([skiplock.JobSpec(task="step", args={"i": i}, queue="busy") for i in range(3000)])
+    failed = []
+    for k in range(16):
+        conn.execute("SELECT skiplock.enqueue('flaky', 'fetch', max_attempts => 5)")
+        job_id, token = conn.execute(
+            "SELECT id, lease_token FROM skiplock.claim(ARRAY['flaky'], gen_random_uuid(), 1)"
+        ).fetchone()
+        conn.execute(
+            "SELECT skiplock.fail(%s, %s, %s, error_type => 'TimeoutError', retry_in => '1 hour')",
+            [job_id, token, f"upstream {k} timed out after 30 s: " + "the gateway answered 504 " * 5],
+        )
+        failed.append(job_id)
+    term = Terminal(
+        [sys.executable, "-m", "skiplock", "monitor", "--interval", "0.5"],
+        {"SKIPLOCK_DSN": dsn, "TERM": "xterm-256color", "PATH": os.environ["PATH"]},
+        width=80,
+        height=24,
+    )
+
+    def worker_cells(screen: str) -> list[str]:
+        for line in screen.splitlines():
+            cells = line.strip("│ ").split()
+            if str(worker.pid) in cells:
+                return cells[cells.index(str(worker.pid)) :]
+        return []
+
+    try:
+        wait_until(lambda: len(row(term.screen(), "busy")) > 5, timeout=30, what="the busy queue on screen")
+        screen = term.screen()
+        lines = screen.splitlines()
+        assert len(lines) <= 24
+        assert max(len(line) for line in lines) <= 80
+        head = row(screen, "queue")
+        assert head[:6] == ["queue", "sched", "ready", "run", "retry", "dead"], screen
+        assert row(screen, "flaky")[4] == "16", screen
+        wait_until(
+            lambda: (
+                (c := worker_cells(term.screen()))
+                and int(c[4]) > 0
+                and int(row(term.screen(), "busy")[2]) > 0
+            ),
+            timeout=30,
+            what="the worker's done count moving while the queue drains",
+        )
+        screen = term.screen()
+        assert row(screen, "host")[3:6] == ["slots", "leased", "done"], screen
+        shown = [r for r in (row(screen, str(i)) for i in failed) if r]
+        assert shown, screen
+        for cells in shown:
+            assert cells[1] == "flaky"
+            assert cells[3] == "1"  # the attempt
+            assert cells[4] == "retry"
+            assert cells[-1].endswith("…")
+    except AssertionError:
+        print(term.screen())  # what the terminal showed when the wait gave up
+        raise
+    finally:
+        term.close()

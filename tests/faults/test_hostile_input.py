@@ -3,6 +3,9 @@ or is clamped as documented."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import psycopg
@@ -174,3 +177,109 @@ def test_out_of_range_values_at_the_sql_boundary(conn, sql, message):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
         conn.execute(sql)
     nothing_written(conn)
+
+
+#: Job data that would drive a terminal or forge a line if it reached one raw.
+HOSTILE = (
+    "\u202eexe.txt\u2066iso\u2069\u200f"  # bidi override, isolate, mark
+    "hid\u200bden\u200d\u2060\ufeff"  # zero-width characters
+    "\x1b[2J\x1b[H\x1b[31mred\x9b31m"  # clear the screen, home the cursor, recolour (CSI in one byte too)
+    "\x1b]8;;http://evil.example/\x1b\\click me\x1b]8;;\x1b\\"  # an OSC 8 hyperlink
+    "\u2028\u2029"  # line and paragraph separators
+    "\rspoof"  # back to the start of the line
+    "\nstate: completed\nattempt: 1/1"  # forged field lines
+)
+RAW = ["\x1b", "\x9b", "\u202e", "\u2066", "\u2069", "\u200f", "\u200b", "\u200d", "\u2060", "\ufeff", "\u2028",
+       "\u2029", "\r"]  # fmt: skip
+
+
+def _hostile_job(conn: psycopg.Connection[Any]) -> int:
+    """A failed job whose args, error type, error and progress message are all hostile."""
+    conn.execute(
+        "SELECT skiplock.enqueue('hostile', 't', jsonb_build_object('note', %s::text), max_attempts => 1)",
+        [HOSTILE],
+    )
+    job_id, token = conn.execute(
+        "SELECT id, lease_token FROM skiplock.claim(ARRAY['hostile'], gen_random_uuid(), 1)"
+    ).fetchone()
+    conn.execute(
+        "SELECT skiplock.set_progress(ARRAY[%s::bigint], ARRAY[%s::uuid], ARRAY[50::float8], ARRAY[%s::text])",
+        [job_id, token, HOSTILE],
+    )
+    conn.execute(
+        "SELECT skiplock.fail(%s, %s, %s, error_type => %s)", [job_id, token, HOSTILE, "Bad" + HOSTILE]
+    )
+    return int(job_id)
+
+
+def _run_cli(dsn: str, *args: str, columns: int = 200) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "skiplock", *args, "--dsn", dsn],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": str(columns), "LINES": "200"},
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.parametrize(
+    "command", [["jobs", "show", "{id}"], ["jobs", "list"], ["monitor", "--once"]], ids=lambda c: " ".join(c)
+)
+def test_job_data_never_reaches_the_terminal_raw(dsn, conn, command):
+    """Pass: through the real CLI, a job whose args, error, error type and progress message hold
+    escape sequences, an OSC 8 hyperlink, bidi controls, zero-width characters, line separators,
+    a carriage return and forged field lines prints every one of them as a visible escape; no
+    line of output starts with a forged field."""
+    job_id = _hostile_job(conn)
+    out = _run_cli(dsn, *[a.format(id=job_id) for a in command])
+    for raw in RAW:
+        assert raw not in out, (repr(raw), out)
+    assert "\\u202eexe.txt" in out
+    lines = out.splitlines()
+    assert not [line for line in lines if line.startswith(("state: completed", "attempt: 1/1"))]
+    if command[:2] == ["jobs", "show"]:
+        assert [line for line in lines if line.startswith("state:")] == ["state: failed"]
+        assert "\\x1b]8;;http://evil.example/" in out
+        assert any(
+            line.startswith("    state: completed") for line in lines
+        )  # the error's own line, indented
+
+
+WORKER_TASKS = """
+import skiplock
+
+@skiplock.task(queue="hostile", max_attempts=1)
+def explode(note: str) -> None:
+    raise RuntimeError(note)
+"""
+
+
+def test_a_worker_logs_job_errors_escaped_on_one_line(dsn, conn, tmp_path):
+    """Pass: a real worker process runs a task whose exception message is hostile; what it
+    writes to stderr holds no escape sequence, bidi or zero-width character and no carriage
+    return, and the error's forged lines stay inside the worker's own log line."""
+    (tmp_path / "hostiletasks.py").write_text(WORKER_TASKS)
+    conn.execute(
+        "SELECT skiplock.enqueue('hostile', 'explode', jsonb_build_object('note', %s::text), max_attempts => 1)",
+        [HOSTILE],
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "skiplock", "worker", "hostiletasks", "--burst", "--dsn", dsn],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert conn.execute("SELECT state::text FROM skiplock.jobs").fetchone() == ("failed",)
+    for raw in RAW:
+        assert raw not in out.stderr, (repr(raw), out.stderr)
+    logged = [line for line in out.stderr.splitlines() if "\\x1b[2J" in line]
+    assert len(logged) == 1, out.stderr  # one line for the failed attempt
+    assert all("state: completed" in line and "explode" in line for line in logged)
+    assert not [line for line in out.stderr.splitlines() if line.startswith(("state:", "attempt:"))]

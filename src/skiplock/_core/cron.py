@@ -9,7 +9,7 @@ from croniter import croniter
 
 from skiplock.errors import ConfigError
 
-__all__ = ["MAX_TICKS", "check", "due_ticks", "next_tick"]
+__all__ = ["MAX_TICKS", "check", "due_ticks", "next_tick", "problem"]
 
 #: At most this many ticks are handed to the database per schedule and round (a per-second
 #: schedule's hour of catch-up is 3,600); later rounds take the rest.
@@ -33,6 +33,23 @@ def check(expr: str, tz: str) -> None:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigError(f"unknown time zone {tz!r}: use an IANA name such as UTC or Europe/Paris") from exc
+
+
+def problem(expr: str, tz: str, at: datetime) -> str | None:
+    """Why a stored schedule cannot fire after ``at`` (its expression or time zone is invalid,
+    or its day never comes), or None.
+
+    For schedules read from the database, which other clients may have written: the scheduler
+    skips such a schedule and keeps firing the others.
+    """
+    try:
+        check(expr, tz)
+        _iter(expr, tz, at).get_next(datetime)  # "0 0 30 2 *" is well formed, and never comes
+    except ConfigError as exc:
+        return str(exc)
+    except Exception as exc:  # croniter's own errors: CroniterBadDateError and the like
+        return f"cron expression {expr!r} cannot be evaluated: {exc}"
+    return None
 
 
 def _iter(expr: str, tz: str, start: datetime) -> croniter:

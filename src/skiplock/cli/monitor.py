@@ -14,7 +14,7 @@ from rich.live import Live
 from skiplock.cli._common import DsnOption, console, dsn_of, handle_errors, safe
 from skiplock.client import Client
 from skiplock.migrate import Migrator
-from skiplock.monitor import Monitor
+from skiplock.monitor import Monitor, schedule_checks
 
 
 @handle_errors
@@ -42,12 +42,12 @@ def monitor(
         with (
             contextlib.suppress(KeyboardInterrupt),
             Live(
-                mon.render(mon.snapshot(), screen.size.width), console=screen, screen=True, auto_refresh=False
+                mon.render(mon.snapshot(), *screen.size), console=screen, screen=True, auto_refresh=False
             ) as live,
         ):
             while True:
                 time.sleep(interval)  # the refresh period, not a wait for a condition
-                live.update(mon.render(mon.snapshot(), screen.size.width), refresh=True)
+                live.update(mon.render(mon.snapshot(), *screen.size), refresh=True)
 
 
 @handle_errors
@@ -72,7 +72,7 @@ def doctor(dsn: DsnOption = None) -> None:
         if not status.applied:
             raise typer.Exit(1)
     with Client(target, min_size=1, max_size=1) as client:
-        checks = client.health()
+        checks = client.health() + schedule_checks(client.schedules())
     for check in checks:
         colour = {"ok": "green", "warn": "yellow"}.get(check.status, "red")
         console.print(f"[{colour}]{check.status:<8}[/] {safe(check.name)}: {safe(check.value)}")

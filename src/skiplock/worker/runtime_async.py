@@ -46,13 +46,15 @@ from skiplock._core.claiming import claim_size, poll_delay_s, rate_poll_s, refil
 from skiplock._core.cron import MAX_TICKS
 from skiplock._core.cron import due_ticks as cron_ticks
 from skiplock._core.cron import next_tick as next_cron_tick
+from skiplock._core.cron import problem as cron_problem
 from skiplock._core.rows import job_from_claim, parent_result_from_row
+from skiplock._core.text import ESCAPE_ARGS
 from skiplock._driver.executor_async import AsyncExecutor
 from skiplock._driver.listener_async import AsyncListener
 from skiplock.backoff import exponential
 from skiplock.context import _CURRENT, JobContext, current_job, set_current
 from skiplock.cron import CRON_REGISTRY
-from skiplock.errors import ConfigError, DatabaseUnavailable, Fail, Retry, SkiplockError
+from skiplock.errors import ConfigError, DatabaseUnavailable, Fail, InvalidInput, Retry, SkiplockError
 from skiplock.migrate_async import AsyncMigrator
 from skiplock.models import Job, Json, ParentResult
 from skiplock.settings import (
@@ -77,10 +79,13 @@ from skiplock.worker.transactional import JobTransactions, TxConnection
 __all__ = ["AsyncWorker", "WorkerStats"]
 
 log = logging.getLogger("skiplock.worker")
+log.addFilter(ESCAPE_ARGS)  # job errors and names are logged escaped, on one line
 
 #: The scheduler wakes at the next tick of any schedule, and at least this often (schedules
 #: added or changed elsewhere are seen within it).
 MAX_SCHEDULER_SLEEP_S = 5.0
+#: Between lease extensions, the jobs a worker finished are reported this often.
+DONE_INTERVAL_S = 1.0
 #: Progress reports are sent in one batch this often (a task may report in a hot loop).
 PROGRESS_INTERVAL_S = 1.0
 #: Fire a tick this long after it is due by our reading of the database clock, so that the
@@ -156,6 +161,9 @@ class _Held:
     task: asyncio.Task[None] | None = None  # the runner running it
     cancelled: bool = False  # someone called cancel() on it: end it as cancelled, never release it
     thread: concurrent.futures.Future[Any] | None = None  # a def task's run in the thread pool
+    # Loop time until which the lease surely holds: the claim's or the latest extension's
+    # sending time plus the lease (the database's own expiry is later, never earlier).
+    lease_until: float = 0.0
 
     @property
     def is_cancellable(self) -> bool:
@@ -304,6 +312,8 @@ class AsyncWorker:
         # Queues limited by running jobs (concurrency, per key): a finished job frees a slot.
         self._slot_limited: frozenset[str] = frozenset()
         self._last_hit = 0.0  # loop time of the last claim that returned jobs
+        # Stored schedules that cannot fire, as (name, cron, tz): each is logged once.
+        self._bad_schedules: set[tuple[str, str, str]] = set()
 
     async def __aenter__(self) -> AsyncWorker:
         self._background = asyncio.create_task(self.run(), name="skiplock-worker")
@@ -456,6 +466,7 @@ class AsyncWorker:
             self._wakeup.clear()
             outcomes_before = self._outcomes
             try:
+                sent = asyncio.get_running_loop().time()
                 rows = await executor.tuples(statements.claim(self.queues, self.worker_id, n, self.lease))
             except (DatabaseUnavailable, psycopg.OperationalError) as exc:
                 log.warning("claim failed (%s); retrying in %.1fs", exc, backoff)
@@ -468,7 +479,7 @@ class AsyncWorker:
                 jobs.sort(key=_claim_order)
             self.stats.claimed += len(jobs)
             for job in jobs:
-                self._start(job)
+                self._start(job, sent + self.lease.total_seconds())
             now = asyncio.get_running_loop().time()
             if jobs:
                 self._last_hit = now
@@ -559,12 +570,13 @@ class AsyncWorker:
 
     # -- execution -------------------------------------------------------------------------
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job, lease_until: float) -> None:
         held = _Held(
             job=job,
             ctx=JobContext(
                 job=job, worker_id=self.worker_id, _tx_hook=self._transactions, _reads=self._reads
             ),
+            lease_until=lease_until,
         )
         self._held[job.id] = held
         self._active += 1
@@ -572,6 +584,8 @@ class AsyncWorker:
 
     async def _runner(self) -> None:
         me = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        lease_third = self.lease.total_seconds() / 3
         ran = 0
         while True:
             held = await self._ready.get()  # returns at once, without yielding, when a job is ready
@@ -579,7 +593,14 @@ class AsyncWorker:
             self._idle.clear()
             if held.cancelled:
                 outcome = _CANCELLED
-            elif self._stopping.is_set():
+            elif (
+                self._stopping.is_set()
+                or held.ctx.lease_lost
+                # Most of the lease left (the usual case) needs no check.
+                or (held.lease_until - loop.time() < lease_third and not await self._still_held(held))
+            ):
+                # Not run: the worker is stopping, or the job was reaped while it waited for a
+                # runner (someone else may run it now).
                 outcome = _Outcome("release")
             else:
                 held.phase, held.task = "running", me
@@ -612,6 +633,32 @@ class AsyncWorker:
             ran += 1
             if ran % 64 == 0:
                 await asyncio.sleep(0)  # a runner on a run of instant jobs lets the loop breathe
+
+    async def _still_held(self, held: _Held) -> bool:
+        """Whether a job about to start, whose lease has less than a third of its time left (the
+        worker was frozen, or its heartbeats failed), is still ours: one heartbeat of the job
+        tells, and extends it. A worker never starts a job someone else may be running."""
+        lease_s = self.lease.total_seconds()
+        sent = asyncio.get_running_loop().time()
+        try:
+            rows = await self._db(
+                statements.heartbeat([held.job.id], [_token(held.job)], self.lease), attempts=3
+            )
+        except SkiplockError:
+            return True  # unknown: run it, as if the check had not been made; the outcome tells
+        if rows:
+            held.lease_until = sent + lease_s
+            return True
+        self._lost_found(held)
+        return False
+
+    def _lost_found(self, held: _Held) -> None:
+        """Mark a job's lease lost and log it, once; it is counted once, as its outcome."""
+        if not held.ctx._lease_lost:
+            held.ctx._lease_lost = True
+            log.warning(
+                "job %s: lease lost (reaped or finalized elsewhere)", held.job.id, extra=_fields(held.job)
+            )
 
     def _done_running(self, n: int = 1) -> None:
         self._active -= n
@@ -698,11 +745,12 @@ class AsyncWorker:
                 extra=_fields(job),
             )
         if held.ctx.lease_lost:
+            # The heartbeat found the lease lost and logged it: count it now, once, as the
+            # job's outcome (whatever the task did, the database has refused it).
             self._held.pop(job.id, None)
             self._outcomes += 1
-            log.warning(
-                "job %s finished after its lease was lost; outcome discarded", job.id, extra=_fields(job)
-            )
+            self.stats.lost += 1
+            log.debug("job %s: outcome discarded (lease lost)", job.id, extra=_fields(job))
             return
         if outcome.kind == "complete":
             self._acks.append((held, outcome.result))
@@ -710,11 +758,13 @@ class AsyncWorker:
             return
         try:
             if outcome.kind == "release":
-                rows = await self._db(statements.release([job.id], [_token(job)]), attempts=3)
-                if rows:
+                rows, retried = await self._db_tried(statements.release([job.id], [_token(job)]), attempts=3)
+                if rows or (retried and await self._recorded(held, "release")):
                     self.stats.released += 1
+                else:
+                    self._lost(held, "before it was released")
                 return
-            rows = await self._db(
+            rows, retried = await self._db_tried(
                 statements.fail(
                     job.id,
                     _token(job),
@@ -726,9 +776,10 @@ class AsyncWorker:
                 )
             )
             state = rows[0]["state"] if rows else None
+            if state is None and retried:  # the first try may have landed and its reply been lost
+                state = await self._recorded(held, "fail", outcome.error_type)
             if state is None:
-                self.stats.lost += 1
-                log.warning("job %s: lease lost before its failure was recorded", job.id, extra=_fields(job))
+                self._lost(held, "before its failure was recorded")
             elif state == "retryable":
                 self.stats.retried += 1
                 log.info(
@@ -791,12 +842,7 @@ class AsyncWorker:
             self.stats.completed += 1
             self._jobs_done_since_beat += 1
         else:
-            self.stats.lost += 1
-            log.warning(
-                "job %s: lease lost before completion was recorded; its transaction was rolled back",
-                job.id,
-                extra=_fields(job),
-            )
+            self._lost(held, "before completion was recorded; its transaction was rolled back")
 
     # -- background loops ------------------------------------------------------------------
 
@@ -818,22 +864,27 @@ class AsyncWorker:
         stmt = statements.complete(
             [h.job.id for h, _ in batch], [_token(h.job) for h, _ in batch], [r for _, r in batch]
         )
+        unknown = False
         try:
             # Completions are retried until they land (or a forced stop): the work is done, and
             # an unrecorded completion would only run the job again once its lease expires.
-            rows = await self._db(stmt, attempts=None, tuples=True)
+            rows, retried = await self._db_tried(stmt, attempts=None, tuples=True)
         except SkiplockError as exc:
             log.error("could not acknowledge %s jobs (%s); their leases will expire", len(batch), exc)
-            rows = []
+            rows, retried, unknown = [], False, True
         done = {r[0] for r in rows}
+        for held, _ in batch:
+            if held.job.id in done or unknown:
+                continue
+            # A retried complete finds nothing for jobs the first try completed (its reply was
+            # lost on the way): those are ours, not lost.
+            if retried and await self._recorded(held, "complete"):
+                done.add(held.job.id)
+            else:
+                self._lost(held, "before completion was recorded")
         self._outcomes += len(batch)
         for held, _ in batch:
             self._held.pop(held.job.id, None)
-            if held.job.id not in done:
-                self.stats.lost += 1
-                log.warning(
-                    "job %s: lease lost before completion was recorded", held.job.id, extra=_fields(held.job)
-                )
         self.stats.completed += len(done)
         self._jobs_done_since_beat += len(done)
         if self.burst:
@@ -841,12 +892,39 @@ class AsyncWorker:
 
     async def _heartbeat_loop(self) -> None:
         interval = max(0.05, self.lease.total_seconds() / 3)
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + interval
         while True:
-            await asyncio.sleep(interval)
+            # Between the lease extensions, the jobs done are reported every DONE_INTERVAL_S,
+            # so the count in skiplock.workers moves while a worker drains a queue.
+            await asyncio.sleep(max(0.0, min(DONE_INTERVAL_S, next_beat - loop.time())))
             try:
-                await self._beat()
+                if loop.time() >= next_beat:
+                    next_beat = loop.time() + interval
+                    await self._beat()
+                elif self._jobs_done_since_beat:
+                    await self._report_done()
+            except SkiplockError as exc:
+                log.warning("could not report the jobs done: %s", exc)
             except Exception:  # a dead heartbeat loop would get every job reaped
                 log.exception("unexpected error in heartbeat")
+
+    async def _report_done(self) -> None:
+        """Beat the worker's own row with the jobs finished since the last report (re-register
+        if the row is gone)."""
+        done, self._jobs_done_since_beat = self._jobs_done_since_beat, 0
+        try:
+            alive = await self._db(statements.worker_heartbeat(self.worker_id, done), attempts=1)
+        except SkiplockError:
+            self._jobs_done_since_beat += done  # reported with the next beat
+            raise
+        if alive and not alive[0]["alive"]:
+            await self._db(
+                statements.register_worker(
+                    self.worker_id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
+                ),
+                attempts=1,
+            )
 
     async def _progress_loop(self) -> None:
         while True:
@@ -896,6 +974,7 @@ class AsyncWorker:
         # Not a job being committed on its job transaction: that transaction holds its row
         # (the reaper skips it) and the heartbeat would wait for the commit.
         held = [h for h in list(self._held.values()) if h.phase != "committing"]
+        sent = asyncio.get_running_loop().time()
         try:
             if held:
                 rows = await self._db(
@@ -904,24 +983,13 @@ class AsyncWorker:
                 )
                 extended = {int(r["id"]) for r in rows}
                 for h in held:
+                    if h.job.id in extended:
+                        h.lease_until = sent + self.lease.total_seconds()
                     # A finishing job's outcome may have been recorded while this heartbeat ran:
                     # its own complete/fail reports whether the lease was really lost.
-                    if h.job.id not in extended and h.job.id in self._held and h.phase != "finishing":
-                        h.ctx._lease_lost = True
-                        log.warning(
-                            "job %s: lease lost (reaped or finalized elsewhere)",
-                            h.job.id,
-                            extra=_fields(h.job),
-                        )
-            done, self._jobs_done_since_beat = self._jobs_done_since_beat, 0
-            alive = await self._db(statements.worker_heartbeat(self.worker_id, done), attempts=1)
-            if alive and not alive[0]["alive"]:
-                await self._db(
-                    statements.register_worker(
-                        self.worker_id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
-                    ),
-                    attempts=1,
-                )
+                    elif h.job.id in self._held and h.phase != "finishing":
+                        self._lost_found(h)
+            await self._report_done()
         except SkiplockError as exc:
             log.warning("heartbeat failed: %s", exc)
         # Riders on the heartbeat's schedule, after it and each on its own: a failure here must
@@ -989,14 +1057,40 @@ class AsyncWorker:
     async def _fire_due_schedules(self) -> float:
         """Hand every schedule's due ticks to the database; return how long to sleep."""
         wait = MAX_SCHEDULER_SLEEP_S
-        for row in await self._db(statements.list_schedules(), attempts=1):
+        rows = await self._db(statements.list_schedules(), attempts=1)
+        # Forget what was reported about schedules since fixed or deleted: reported again if broken again.
+        current = {(r["name"], r["cron"], r["tz"]) for r in rows}
+        self._bad_schedules &= current
+        for row in rows:
             if row["paused"]:
                 continue
             now, name = row["db_now"], row["name"]
+            # One schedule that cannot be read (written by another client, or by an older
+            # version of the database's checks) must not stop the others: skip it, say so once.
+            why = cron_problem(row["cron"], row["tz"], now)
+            if why is not None:
+                key = (name, row["cron"], row["tz"])
+                if key not in self._bad_schedules:
+                    self._bad_schedules.add(key)
+                    log.error(
+                        "schedule %s cannot fire and is skipped: %s; fix it with skiplock.upsert_schedule()"
+                        " or delete it (skiplock schedules delete %s)",
+                        name,
+                        why,
+                        name,
+                    )
+                continue
             # Ticks older than catch_up would be skipped by the database anyway: start after them.
             ticks = cron_ticks(row["cron"], row["tz"], max(row["last_tick"], now - row["catch_up"]), now)
             if ticks:
-                fired = await self._db(statements.fire_schedule(name, ticks), attempts=1)
+                try:
+                    fired = await self._db(statements.fire_schedule(name, ticks), attempts=1)
+                except InvalidInput as exc:  # its task, queue or args refused: the others go on
+                    key = (name, row["cron"], row["tz"])
+                    if key not in self._bad_schedules:
+                        self._bad_schedules.add(key)
+                        log.error("schedule %s cannot fire and is skipped: %s", name, exc)
+                    continue
                 if fired:
                     log.info(
                         "schedule %s: enqueued %s tick(s), latest %s", name, len(fired), fired[-1]["tick"]
@@ -1036,16 +1130,39 @@ class AsyncWorker:
 
     async def _release_unstarted(self, waiting: list[_Held]) -> None:
         try:
-            rows = await self._db(
+            rows, retried = await self._db_tried(
                 statements.release([h.job.id for h in waiting], [_token(h.job) for h in waiting]), attempts=3
             )
-            self.stats.released += len(rows)
+            released = {int(r["id"]) for r in rows}
+            for h in waiting:
+                if h.job.id in released or (retried and await self._recorded(h, "release")):
+                    self.stats.released += 1
+                else:
+                    self._lost(h, "before it was released")
         except SkiplockError as exc:
             log.error("could not release %s unstarted jobs (%s); their leases will expire", len(waiting), exc)
         finally:
             for h in waiting:
                 self._held.pop(h.job.id, None)
             self._outcomes += len(waiting)
+
+    def _lost(self, held: _Held, when: str) -> None:
+        """Count a lease the database refused (reaped, then maybe run elsewhere): once per job."""
+        self.stats.lost += 1
+        if not held.ctx._lease_lost:  # not found and logged already
+            held.ctx._lease_lost = True
+            log.warning("job %s: lease lost %s", held.job.id, when, extra=_fields(held.job))
+
+    async def _recorded(self, held: _Held, kind: str, error_type: str | None = None) -> str | None:
+        """Whether this worker's ``kind`` of outcome for ``held`` is in the database: after a
+        retried statement found no job, the first try may have been committed and its reply
+        lost. A read of the job (live or in history); returns its state then, else None."""
+        try:
+            rows = await self._db(statements.get_job(held.job.id), attempts=3)
+        except SkiplockError as exc:
+            log.warning("job %s: could not check its outcome (%s)", held.job.id, exc, extra=_fields(held.job))
+            return None
+        return outcome_recorded(rows[0] if rows else None, held.job.attempt, self.worker_id, kind, error_type)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -1062,13 +1179,21 @@ class AsyncWorker:
         ``attempts=None`` retries until it succeeds or the worker is stopped by force. Rows are
         dicts, or plain tuples with ``tuples`` (the hot path).
         """
+        rows, _ = await self._db_tried(stmt, attempts=attempts, tuples=tuples)
+        return rows
+
+    async def _db_tried(
+        self, stmt: statements.BoundStatement, *, attempts: int | None = 5, tuples: bool = False
+    ) -> tuple[list[Any], bool]:
+        """:meth:`_db`, and whether it took more than one try: then an earlier try may have
+        been committed by the server even though its reply never came back."""
         executor = self._require_executor()
         delay = 0.05
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await (executor.tuples(stmt) if tuples else executor.all(stmt))
+                return await (executor.tuples(stmt) if tuples else executor.all(stmt)), attempt > 1
             except (DatabaseUnavailable, psycopg.OperationalError) as exc:
                 if (attempts is not None and attempt >= attempts) or self.forced:
                     raise DatabaseUnavailable(str(exc)) from exc
@@ -1097,6 +1222,36 @@ class _JobReads:
         if loop is None or running is loop:
             raise ConfigError("parent_results() is for def tasks; an async def task awaits aparent_results()")
         return asyncio.run_coroutine_threadsafe(self.aparent_results(job_id), loop).result()
+
+
+def outcome_recorded(
+    row: dict[str, Any] | None, attempt: int, worker_id: uuid.UUID, kind: str, error_type: str | None = None
+) -> str | None:
+    """Decide from the job's row (``skiplock.jobs``) whether a worker's outcome of ``attempt``
+    was recorded; return the job's state if so, else None.
+
+    A completion: the job is completed at that attempt by that worker. A failure: the job's
+    errors hold that attempt's entry from that worker with its error type (the reaper's own
+    entry says LeaseExpired). A release: the job is waiting again with the attempt given back.
+    """
+    if row is None:
+        return None
+    state = str(row["state"])
+    if kind == "complete":
+        done = state == "completed" and row["attempt"] == attempt and row["worker_id"] == worker_id
+        return state if done else None
+    if kind == "release":
+        released = state in ("available", "scheduled") and row["attempt"] == attempt - 1
+        return state if released else None
+    for entry in row["errors"] or []:
+        if (
+            entry.get("attempt") == attempt
+            and entry.get("worker_id") == str(worker_id)
+            and entry.get("type") == error_type
+        ):
+            # Retried and claimed again since: that retry was ours.
+            return state if row["attempt"] == attempt else "retryable"
+    return None
 
 
 def _claim_order(job: Job) -> tuple[int, Any, int]:

@@ -28,12 +28,14 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from skiplock._core.statements import BoundStatement
+from skiplock._core.text import ESCAPE_ARGS
 from skiplock.context import JobContext
 from skiplock.errors import ConfigError
 
 __all__ = ["JobTransactions", "TxConnection", "Verdict"]
 
 log = logging.getLogger("skiplock.worker")
+log.addFilter(ESCAPE_ARGS)  # job errors and names are logged escaped, on one line
 
 TxConnection: TypeAlias = "psycopg.Connection[Any] | psycopg.AsyncConnection[Any]"
 
