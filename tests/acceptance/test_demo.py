@@ -36,7 +36,9 @@ def demo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def bare_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """No SKIPLOCK_DSN / DATABASE_URL / PG* from the caller: only what the test says."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "SKIPLOCK_")) and k != "DATABASE_URL"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PG", "SKIPLOCK_")) and k != "DATABASE_URL"
+    }
     env.update(HOME=str(tmp_path), COLUMNS="200", **extra)
     return env
 
@@ -132,7 +134,9 @@ def test_in_a_terminal_the_embedded_server_stays_up_for_the_printed_commands_unt
         assert root, text
         lines = [ln.strip() for ln in text.splitlines()]
         listing = next(ln for ln in lines if ln.startswith("skiplock jobs list"))
-        listed = subprocess.run([SKIPLOCK, *shlex.split(listing)[1:]], capture_output=True, text=True, timeout=60)
+        listed = subprocess.run(
+            [SKIPLOCK, *shlex.split(listing)[1:]], capture_output=True, text=True, timeout=60
+        )
         assert listed.returncode == 0, listed.stderr
         query = next(ln for ln in lines if ln.startswith("psql "))
         dsn = shlex.split(query)[1]
