@@ -1,32 +1,67 @@
-# Shortcuts; each target is one documented command.
-.PHONY: test test-faults lint bench bench-smoke bench-monitor churn explain
+# The development entry point: `make help` lists every target. Each target is one documented
+# command run with the virtualenv's Python (VENV=.venv by default; PYTHON makes the venv).
+PYTHON ?= python3
+VENV ?= .venv
+EXTRAS ?= dev
+PY := $(VENV)/bin/python
+FAST := not slow and not timing and not subprocess
 
-test:           ## the test suite (needs PostgreSQL on 127.0.0.1:5432, or falls back to pgserver)
-	python -m pytest -q
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast test-faults lint generate check-generated docs demo \
+	bench bench-smoke bench-monitor churn explain
 
-test-faults:    ## the fault-injection scenarios at full size and duration (about 30 minutes)
-	SKIPLOCK_FAULTS=full python -m pytest -q tests/faults
+help:            ## list the targets
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-lint:           ## what CI checks besides the tests
-	python tools/async_to_sync.py --check
-	ruff check .
-	ruff format --check .
-	mypy
-	lint-imports
+install:         ## a virtualenv (VENV=.venv) with skiplock[EXTRAS] installed editable (EXTRAS=dev)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 
-bench:          ## the full side-by-side benchmarks (about 20 minutes); rewrites docs/benchmarks.md
-	python -m benchmarks --write-docs
+test:            ## the whole suite (PostgreSQL on 127.0.0.1:5432, else an embedded one)
+	$(PY) -m pytest -q
 
-bench-smoke:    ## every workload at tiny sizes (CI)
-	python -m benchmarks --smoke
-	python -m benchmarks.churn --smoke
-	python -m benchmarks.monitor_load --smoke
+test-fast:       ## the suite without slow, real-clock (timing) and subprocess tests (under two minutes)
+	$(PY) -m pytest -q -m "$(FAST)"
 
-bench-monitor:  ## drain throughput with and without the monitor and a metrics scrape watching
-	python -m benchmarks.monitor_load
+test-faults:     ## the fault-injection scenarios at full size and duration (about 30 minutes)
+	SKIPLOCK_FAULTS=full $(PY) -m pytest -q tests/faults
 
-churn:          ## the 30-minute churn run; rewrites its section of docs/benchmarks.md
-	python -m benchmarks.churn --minutes 30 --write-docs
+lint:            ## ruff, ruff format --check, mypy --strict and the import layers
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
-explain:        ## real plans of the statements inside claim() and complete()
-	python -m benchmarks.explain
+generate:        ## rewrite the generated files: sync twins, CLI reference, schema dump
+	$(PY) tools/async_to_sync.py
+	$(PY) tools/cli_reference.py
+	if [ -f tools/schema_dump.py ]; then $(PY) tools/schema_dump.py; fi
+
+check-generated: ## fail if a generated file differs from what `make generate` would write
+	$(PY) tools/async_to_sync.py --check
+	$(PY) tools/cli_reference.py --check
+	if [ -f tools/schema_dump.py ]; then $(PY) tools/schema_dump.py --check; fi
+
+docs:            ## build the documentation site strictly (into a temporary folder)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir "$$(mktemp -d)"
+
+demo:            ## the demo on a fresh embedded PostgreSQL (500 jobs)
+	$(VENV)/bin/skiplock demo --embedded --jobs 500
+
+bench:           ## the full side-by-side benchmarks (about 20 minutes); rewrites docs/benchmarks.md
+	$(PY) -m benchmarks --write-docs
+
+bench-smoke:     ## every benchmark workload at tiny sizes (needs skiplock[bench])
+	$(PY) -m benchmarks --smoke
+	$(PY) -m benchmarks.churn --smoke
+	$(PY) -m benchmarks.monitor_load --smoke
+
+bench-monitor:   ## drain throughput with and without the monitor and a metrics scrape watching
+	$(PY) -m benchmarks.monitor_load
+
+churn:           ## the 30-minute churn run; rewrites its section of docs/benchmarks.md
+	$(PY) -m benchmarks.churn --minutes 30 --write-docs
+
+explain:         ## real plans of the statements inside claim() and complete()
+	$(PY) -m benchmarks.explain

@@ -1,7 +1,7 @@
 """Test database: a real PostgreSQL through pytest-postgresql.
 
 ``SKIPLOCK_TEST_DSN`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``) names the server.
-If nothing answers there, an embedded PostgreSQL is started with ``pgserver``. The schema is
+If nothing answers there, a private embedded PostgreSQL is started (``skiplock[embedded]``). The schema is
 migrated once into a template database; every test gets a fresh clone of it (fast, isolated).
 """
 
@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
-import warnings
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -22,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_postgresql import factories
 
 import skiplock
+from skiplock._embedded import EmbeddedPostgres
 from throwaway import Throwaway
 
 pytest_plugins = ["pytester"]  # tests of the skiplock pytest plugin run a real pytest session
@@ -34,21 +31,16 @@ CANARY = "canary-Zx9q-secret"
 
 
 def _server() -> dict[str, Any]:
-    """Return host/port/user/password of a reachable server, starting pgserver if needed."""
+    """Return host/port/user/password of a reachable server, starting an embedded one if needed."""
     dsn = os.environ.get("SKIPLOCK_TEST_DSN", DEFAULT_TEST_DSN)
     try:
         with psycopg.connect(dsn, connect_timeout=3):
             pass
         params = conninfo_to_dict(dsn)
     except psycopg.OperationalError:
-        with warnings.catch_warnings():  # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset
-            warnings.simplefilter("ignore")
-            import pgserver  # the embedded fallback: a real PostgreSQL shipped in a wheel
-
-            datadir = tempfile.mkdtemp(prefix="skiplock-test-pg-")
-            server = pgserver.get_server(datadir, cleanup_mode="stop")
-        params = conninfo_to_dict(server.get_uri())
-        _EMBEDDED.append((server, datadir))
+        server = EmbeddedPostgres()  # the fallback: a real PostgreSQL of this session's own
+        _EMBEDDED.append(server)
+        params = conninfo_to_dict(server.dsn)
     return {
         "host": params.get("host", "127.0.0.1"),
         "port": int(params.get("port", 5432)),
@@ -57,7 +49,7 @@ def _server() -> dict[str, Any]:
     }
 
 
-_EMBEDDED: list[Any] = []
+_EMBEDDED: list[EmbeddedPostgres] = []
 SERVER = _server()
 
 
@@ -80,9 +72,8 @@ postgresql = factories.postgresql("postgresql_noproc")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    for server, datadir in _EMBEDDED:
-        server.cleanup()
-        shutil.rmtree(datadir, ignore_errors=True)
+    for server in _EMBEDDED:
+        server.close()
 
 
 @pytest.fixture
@@ -133,9 +124,9 @@ def _registry() -> dict[str, Any]:
 
 
 @pytest.fixture
-def throwaway(tmp_path: Path) -> Iterator[Throwaway]:
+def throwaway() -> Iterator[Throwaway]:
     """A PostgreSQL of the test's own (embedded), which it may crash and restart."""
-    pg = Throwaway(tmp_path / "pgdata")
+    pg = Throwaway()
     try:
         yield pg
     finally:

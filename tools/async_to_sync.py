@@ -1,20 +1,21 @@
 """Generate the sync twins of the ``*_async.py`` modules (or check them with ``--check``).
 
-The async module is the source of truth. We reuse unasync's token rules (async/await removal,
-``__aenter__``→``__enter__`` …) and add our own names map; unasync's own file mapping expects
-``_async/`` directories, while our twins sit beside their source as ``x_async.py`` → ``x.py``.
+The async module is the source of truth. The rules are unasync's, applied with the standard
+library's tokenizer: ``async`` and ``await`` are removed with the space after them, names are
+renamed (``__aenter__``→``__enter__``, ``AsyncFoo``→``SyncFoo`` unless our map says otherwise), and
+so are string literals that hold exactly such a name. Every other character is copied as it is.
+Our twins sit beside their source: ``x_async.py`` → ``x.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
-
-import tokenize_rt
-import unasync
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [
@@ -22,6 +23,18 @@ SOURCES = [
     "src/skiplock/migrate_async.py",
     "src/skiplock/_driver/executor_async.py",
 ]
+# unasync's defaults, then ours.
+ASYNC_TO_SYNC = {
+    "__aenter__": "__enter__",
+    "__aexit__": "__exit__",
+    "__aiter__": "__iter__",
+    "__anext__": "__next__",
+    "asynccontextmanager": "contextmanager",
+    "AsyncIterable": "Iterable",
+    "AsyncIterator": "Iterator",
+    "AsyncGenerator": "Generator",
+    "StopAsyncIteration": "StopIteration",
+}
 NAMES = {
     "AsyncClient": "Client",
     "AsyncExecutor": "Executor",
@@ -43,10 +56,51 @@ PHRASES = {
 }
 
 
+def rename(name: str) -> str:
+    """The sync name of ``name``."""
+    renames = {**ASYNC_TO_SYNC, **NAMES}
+    if name in renames:
+        return renames[name]
+    if len(name) > 5 and name.startswith("Async") and name[5].isupper():
+        return "Sync" + name[5:]
+    return name
+
+
+def unasync_source(source: str) -> str:
+    """``source`` with its async keywords removed and its names renamed (see the module docstring)."""
+    lines = source.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+
+    def offset(row_col: tuple[int, int]) -> int:
+        return starts[row_col[0] - 1] + row_col[1]
+
+    edits: list[tuple[int, int, str]] = []
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        begin, end = offset(tok.start), offset(tok.end)
+        if tok.type == tokenize.NAME and tok.string in ("async", "await"):
+            while end < len(source) and source[end] in " \t":  # `print(await x)` -> `print(x)`
+                end += 1
+            edits.append((begin, end, ""))
+        elif tok.type == tokenize.NAME:
+            if (new := rename(tok.string)) != tok.string:
+                edits.append((begin, end, new))
+        elif tok.type == tokenize.STRING:
+            quote_left, inner, quote_right = tok.string[0], tok.string[1:-1], tok.string[-1]
+            if (new := rename(inner)) != inner:
+                edits.append((begin, end, quote_left + new + quote_right))
+    out, last = [], 0
+    for begin, end, new in edits:
+        out.append(source[last:begin])
+        out.append(new)
+        last = end
+    out.append(source[last:])
+    return "".join(out)
+
+
 def convert(path: Path) -> str:
-    rule = unasync.Rule(fromdir="", todir="", additional_replacements=NAMES)
-    tokens = tokenize_rt.src_to_tokens(path.read_text(encoding="utf-8"))
-    text = tokenize_rt.tokens_to_src(list(rule._unasync_tokens(tokens)))
+    text = unasync_source(path.read_text(encoding="utf-8"))
     for old, new in PHRASES.items():
         text = text.replace(old, new)
     # Names left inside docstrings and comments.

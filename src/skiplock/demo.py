@@ -10,33 +10,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
+import shlex
 import signal
 import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from skiplock._embedded import EmbeddedPostgres
 from skiplock._sql import QUERIES
 from skiplock.client_async import AsyncClient
-from skiplock.errors import ConfigError, Retry
+from skiplock.errors import DatabaseUnavailable, Retry
 from skiplock.migrate import Migrator
 from skiplock.models import FINAL_STATES, JobSpec, JobState
 from skiplock.task import Task
 from skiplock.worker import AsyncWorker
 
-__all__ = ["DemoResult", "demo_data_dir", "resolve_demo_dsn", "run_demo"]
+__all__ = ["DemoDatabase", "DemoResult", "explore_commands", "resolve_demo_dsn", "run_demo"]
 
 QUEUES = ["demo.images", "demo.emails", "demo.payments", "demo.reports"]
 _SHORT = {
@@ -98,41 +98,86 @@ class DemoResult:
     interrupted: bool
 
 
-def demo_data_dir() -> Path:
-    """Where the embedded PostgreSQL keeps its data between demo runs."""
-    if os.environ.get("SKIPLOCK_DEMO_DATA"):
-        return Path(os.environ["SKIPLOCK_DEMO_DATA"])
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "skiplock" / "demo-pgdata"
+@dataclass(frozen=True, slots=True)
+class DemoDatabase:
+    """The database the demo runs on; ``server`` is the embedded cluster to close, or None."""
+
+    dsn: str
+    description: str
+    server: EmbeddedPostgres | None = None
 
 
-def resolve_demo_dsn(dsn: str, *, explicit: bool, console: Console) -> tuple[str, Any]:
-    """Return a reachable DSN, starting an embedded server when none answers (and none was given).
+def resolve_demo_dsn(dsn: str, *, explicit: bool, embedded: bool = False) -> DemoDatabase:
+    """Pick the demo's database.
 
-    Returns ``(dsn, server)``; ``server`` is the pgserver handle to clean up, or None.
+    ``embedded``: always a fresh embedded cluster. Otherwise the server ``dsn`` names (``explicit``
+    when it came from ``--dsn``, ``SKIPLOCK_DSN`` or ``DATABASE_URL``): a server that cannot be
+    reached is an error, as is one that answers but refuses (bad password, missing database or
+    role). Only with nothing configured does an absent server (no socket, connection refused) fall
+    back to the embedded cluster; a refusal is an error there too, never a silent switch.
     """
+    if not embedded:
+        try:
+            with psycopg.connect(dsn, connect_timeout=3) as conn:
+                return DemoDatabase(dsn, _describe(conn))
+        except psycopg.OperationalError as exc:
+            reason = _first_line(exc)
+            if explicit or not _absent(exc):
+                verb = "cannot be reached" if _absent(exc) else "refused the demo"
+                hint = "" if explicit else " (pass --dsn or set SKIPLOCK_DSN, or use --embedded)"
+                raise DatabaseUnavailable(f"the PostgreSQL server {verb}: {reason}{hint}") from None
+    server = EmbeddedPostgres()
     try:
-        with psycopg.connect(dsn, connect_timeout=2):
-            return dsn, None
-    except psycopg.OperationalError:
-        if explicit:
-            raise
-    try:
-        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
-            warnings.simplefilter("ignore")
-            import pgserver
-    except ImportError:
-        raise ConfigError(
-            "no PostgreSQL answers and the embedded server is not installed: "
-            "pip install 'skiplock[embedded]', or set SKIPLOCK_DSN"
-        ) from None
-    datadir = demo_data_dir()
-    datadir.mkdir(parents=True, exist_ok=True)
-    console.print(f"No PostgreSQL answered; starting an embedded one in [bold]{datadir}[/] …")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        server = pgserver.get_server(datadir, cleanup_mode="stop")  # type: ignore[attr-defined]  # untyped re-export
-    return server.get_uri(), server
+        with psycopg.connect(server.dsn, connect_timeout=10) as conn:
+            version = _version(conn)
+    except BaseException:
+        server.close()
+        raise
+    return DemoDatabase(
+        server.dsn, f"an embedded PostgreSQL {version} in {server.root} (removed when the demo ends)", server
+    )
+
+
+def _describe(conn: psycopg.Connection[Any]) -> str:
+    info = conn.info
+    where = f"socket {info.host}" if info.host.startswith("/") else f"{info.host}:{info.port}"
+    version = _version(conn)
+    return f"database {info.dbname!r} as user {info.user!r} on {where} (PostgreSQL {version})"
+
+
+def _version(conn: psycopg.Connection[Any]) -> str:
+    # "15.20 (Debian 15.20-0+deb12u1)" -> "15.20"
+    return (conn.info.parameter_status("server_version") or "?").split()[0]
+
+
+# libpq's own words when nothing listens (the server never spoke): anything else is a refusal.
+_ABSENT = ("Connection refused", "No such file or directory", "timeout expired", "Is the server running")
+
+
+def _absent(exc: psycopg.OperationalError) -> bool:
+    return any(marker in str(exc) for marker in _ABSENT)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for prefix in ("connection failed: ", "connection is bad: "):
+        text = text.removeprefix(prefix)
+    return " ".join(text.split())
+
+
+def explore_commands(dsn: str) -> list[str]:
+    """Commands that show the demo's jobs on ``dsn`` (its password left out: libpq finds it in
+    ``PGPASSWORD`` or ``~/.pgpass``)."""
+    params = {k: v for k, v in conninfo_to_dict(dsn).items() if k != "password"}
+    target = shlex.quote(make_conninfo(**params))  # type: ignore[arg-type]
+    return [
+        f"skiplock jobs list --state failed --dsn {target}",
+        f"skiplock monitor --dsn {target}",
+        f'psql {target} -c "{FAILED_QUERY}"',  # the query has no character a shell expands
+    ]
+
+
+FAILED_QUERY = "SELECT id, task, errors FROM skiplock.jobs WHERE state = 'failed'"
 
 
 def _plan(n: int, rng: random.Random) -> list[JobSpec]:

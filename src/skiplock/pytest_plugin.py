@@ -13,17 +13,16 @@ Use them with :mod:`skiplock.testing` (``drain``, ``assert_enqueued``, ``abandon
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
-import warnings
 from collections.abc import Iterator
-from typing import Any
 
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from skiplock._embedded import EmbeddedPostgres
 from skiplock.client import Client
+from skiplock.errors import ConfigError
 from skiplock.migrate import Migrator
 from skiplock.testing import Clock
 
@@ -46,7 +45,7 @@ def skiplock_template(request: pytest.FixtureRequest) -> Iterator[tuple[str, str
     embedded = None
     if not server_dsn:
         embedded = _embedded()
-        server_dsn = embedded.get_uri()
+        server_dsn = embedded.dsn
     name = f"skiplock_template_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -57,7 +56,7 @@ def skiplock_template(request: pytest.FixtureRequest) -> Iterator[tuple[str, str
         with psycopg.connect(server_dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if embedded is not None:
-            embedded.cleanup()
+            embedded.close()
 
 
 @pytest.fixture
@@ -87,14 +86,10 @@ def skiplock_clock() -> Clock:
     return Clock()
 
 
-def _embedded() -> Any:
+def _embedded() -> EmbeddedPostgres:
     try:
-        with warnings.catch_warnings():  # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset
-            warnings.simplefilter("ignore")
-            import pgserver
-    except ImportError:
+        return EmbeddedPostgres()
+    except ConfigError as exc:
         raise pytest.UsageError(
-            "skiplock fixtures need a PostgreSQL server: pass --skiplock-dsn, set SKIPLOCK_TEST_DSN,"
-            " or pip install 'skiplock[embedded]'"
+            f"skiplock fixtures need a PostgreSQL server: pass --skiplock-dsn or set SKIPLOCK_TEST_DSN ({exc})"
         ) from None
-    return pgserver.get_server(tempfile.mkdtemp(prefix="skiplock-pytest-"), cleanup_mode="stop")  # type: ignore[attr-defined]

@@ -342,27 +342,6 @@ def test_demo_runs_to_completion_on_a_given_database(dsn, conn):
     assert live == (0,)
 
 
-@pytest.mark.subprocess
-@pytest.mark.slow
-def test_demo_starts_an_embedded_postgres_when_none_answers(tmp_path: Path):
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",  # a root PATH: pgserver runs useradd as root
-        "HOME": str(tmp_path),
-        "PGHOST": str(tmp_path / "no-socket-here"),
-        "SKIPLOCK_DEMO_DATA": str(tmp_path / "pgdata"),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "skiplock", "demo", "--jobs", "100"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "starting an embedded one" in done.stdout
-    assert "100 jobs finished" in done.stdout
-
-
 def test_jobs_list_pages_and_filters_by_time_and_show_has_a_timeline(dsn, conn):
     ids = [
         conn.execute(

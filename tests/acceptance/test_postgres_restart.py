@@ -1,6 +1,6 @@
 """A worker keeps its promises across an immediate PostgreSQL shutdown and restart.
 
-Runs on a throw-away embedded server (pgserver), never on the shared one.
+Runs on a throw-away embedded server, never on the shared one.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def send_receipt():
 
 def sa_url(dsn: str, driver: str = "psycopg") -> str:
     p = conninfo_to_dict(dsn)
-    if str(p["host"]).startswith("/"):  # a Unix socket directory (the embedded pgserver fallback)
+    if str(p["host"]).startswith("/"):  # a Unix socket directory (the embedded fallback)
         return f"postgresql+{driver}://{p['user']}@/{p['dbname']}?host={p['host']}&port={p['port']}"
     return f"postgresql+{driver}://{p['user']}@{p['host']}:{p['port']}/{p['dbname']}"
 
