@@ -12,8 +12,10 @@ import textwrap
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from typer.testing import CliRunner
 
 from skiplock.cli import app
@@ -335,3 +337,24 @@ def test_migrate_sql_has_no_empty_statement():
     code, script, _ = run("migrate", "--sql")
     assert code == 0
     assert ";;" not in script
+
+
+def test_enqueue_by_a_role_that_may_not_read_workers_enqueues_without_a_warning(dsn, conn):
+    """Pass: the unserved-queue check is advice: a producer that may not read skiplock.workers
+    still gets its job and exit 0, with nothing on stderr."""
+    name = f"skiplock_t_{uuid.uuid4().hex[:12]}"
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+    try:
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA skiplock TO {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION skiplock.enqueue TO {}").format(sql.Identifier(name)))
+        producer = make_conninfo(dsn, user=name)
+        with psycopg.connect(producer) as c, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("SELECT * FROM skiplock.workers")
+        code, out, err = run("enqueue", "t", "--dsn", producer)
+        assert (code, err) == (0, "")
+        assert out.endswith(" available\n")
+        assert conn.execute("SELECT count(*) FROM skiplock.jobs").fetchone() == (1,)
+    finally:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [name])
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
