@@ -365,3 +365,10 @@ def test_enqueue_by_a_role_that_may_not_read_workers_enqueues_without_a_warning(
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", [name])
         conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_a_group_run_bare_prints_its_help_on_stdout():
+    code, out, err = run("queues")
+    assert (code, err) == (2, "")
+    assert out.startswith("Usage: skiplock queues [OPTIONS] COMMAND [ARGS]...")
+    assert "pause" in out

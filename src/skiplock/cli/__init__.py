@@ -43,8 +43,8 @@ class _OneLineErrors(TyperGroup):
         except Exception as exc:
             if not _is_click_error(exc):
                 raise
-            if type(exc).__name__ == "NoArgsIsHelpError":  # a group run bare: its help is the answer
-                exc.show()  # type: ignore[attr-defined]
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a group run bare: its help, on stdout
+                typer.echo(exc.format_message())  # type: ignore[attr-defined]
                 sys.exit(exc.exit_code)  # type: ignore[attr-defined]
             ctx = getattr(exc, "ctx", None)
             hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
