@@ -372,3 +372,12 @@ def test_a_group_run_bare_prints_its_help_on_stdout():
     assert (code, err) == (2, "")
     assert out.startswith("Usage: skiplock queues [OPTIONS] COMMAND [ARGS]...")
     assert "pause" in out
+
+
+def test_jobs_retry_looks_up_the_reason_of_the_first_100_misses_only(dsn):
+    ids = [str(n) for n in range(9_000_001, 9_000_102)]
+    code, out, _ = run("jobs", "retry", *ids, "--dsn", dsn)
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[:100] == [f"{n} not found" for n in ids[:100]]
+    assert lines[100:] == [f"{ids[100]} not retried", "retried 0 of 101"]

@@ -148,10 +148,12 @@ def retry(
             return
         wanted = list(dict.fromkeys(job_ids))
         retried = set(client.retry(wanted))
-        for n, job_id in enumerate(wanted):
+        looked_up = 0
+        for job_id in wanted:
             if job_id in retried:
                 console.print(f"{job_id} retried")
-            elif n < _REASONS_LOOKED_UP:
+            elif looked_up < _REASONS_LOOKED_UP:
+                looked_up += 1
                 console.print(f"{job_id} {_why_not_retried(client, job_id)}", soft_wrap=True)
             else:
                 console.print(f"{job_id} not retried")
