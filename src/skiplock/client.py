@@ -22,6 +22,7 @@ from skiplock._core.rows import (
     health_from_row,
     job_from_row,
     parent_result_from_row,
+    queue_limits_from_row,
     queue_stat_from_row,
     schedule_from_row,
     task_stat_from_row,
@@ -449,16 +450,7 @@ class Client:
             None,
         )
         assert row is not None  # the function always returns the queue row
-        return QueueLimits(
-            queue=row["name"],
-            concurrency=row["concurrency_limit"],
-            rate=row["rate_limit"],
-            burst=row["rate_burst"],
-            key_arg=row["key_arg"],
-            per_key=row["key_concurrency_limit"],
-            key_rate=row["key_rate_limit"],
-            key_burst=row["key_rate_burst"],
-        )
+        return queue_limits_from_row(row)
 
     def schedule(
         self,
@@ -516,6 +508,20 @@ class Client:
         """Every registered worker (``skiplock.workers``): host, pid, queues, heartbeat age, jobs held."""
         rows = self._all(statements.list_workers(), None)
         return [WorkerInfo(**{k: r[k] for k in WorkerInfo.__dataclass_fields__}) for r in rows]
+
+    def queue_known(self, queue: str) -> bool:
+        """Whether anything names ``queue``: it was paused, resumed or limited, it has live or
+        dead-lettered jobs, or a registered worker serves it (index probes only: a queue whose
+        only jobs are completed or cancelled history counts as unknown)."""
+        row = self._one(statements.queue_known(queue), None)
+        return bool(row and row["known"])
+
+    def queue_limits(self, queue: str) -> QueueLimits:
+        """The fleet-wide limits ``queue`` has now (every field None when it has none)."""
+        row = self._one(statements.queue_limits(queue), None)
+        if row is None:
+            return QueueLimits(queue=queue, concurrency=None, rate=None, burst=None)
+        return queue_limits_from_row(row)
 
     def queue_stats(self) -> list[QueueStat]:
         """Return ``skiplock.queue_stats``: counts per queue and state."""
@@ -587,6 +593,11 @@ class Client:
     def webhooks(self) -> list[dict[str, Any]]:
         """The registered webhooks (``skiplock.webhooks``, without their secrets)."""
         return self._all(statements.list_webhooks(), None)
+
+    def events_enabled(self) -> bool:
+        """Whether lifecycle events are on (:meth:`enable_events` was called and not undone)."""
+        row = self._one(statements.events_enabled(), None)
+        return bool(row and row["enabled"])
 
     def enable_events(self) -> None:
         """Start emitting lifecycle events (``skiplock.enable_events()``; the schema owner's call)."""

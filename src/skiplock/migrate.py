@@ -102,7 +102,8 @@ class Migrator:
         nothing and is not idempotent by itself: apply it to a database without the schema
         (``skiplock migrate --sql | psql``); a later ``up()`` then finds nothing to do.
         """
-        parts = ["BEGIN;", QUERIES["migration_lock"].text + ";", QUERIES["migration_bootstrap"].text]
+        # Each named query's text ends with its own ";".
+        parts = ["BEGIN;", QUERIES["migration_lock"].text, QUERIES["migration_bootstrap"].text]
         for m in migrations():
             parts.append(f"-- migration {m.version:04d}_{m.name}\n{m.text}")
             parts.append(

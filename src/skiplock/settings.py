@@ -62,18 +62,32 @@ def resolve_dsn(dsn: str | None = None, env: Mapping[str, str] | None = None) ->
     """Return the connection string to use.
 
     Precedence: the explicit ``dsn``, then ``SKIPLOCK_DSN``, then ``DATABASE_URL``; otherwise the
-    empty string, which makes libpq use its ``PG*`` environment variables and defaults.
+    empty string, which makes libpq use its ``PG*`` environment variables and defaults. A
+    SQLAlchemy URL (``postgresql+psycopg://…``) is read as the plain URL it names.
+
+    Raises:
+        ConfigError: the string is not a connection string; the message says where it came from.
     """
     environ = os.environ if env is None else env
-    for candidate in (dsn, environ.get("SKIPLOCK_DSN"), environ.get("DATABASE_URL")):
+    sources = (("", dsn), ("SKIPLOCK_DSN", environ.get("SKIPLOCK_DSN")),
+               ("DATABASE_URL", environ.get("DATABASE_URL")))  # fmt: skip
+    for source, candidate in sources:
         if candidate:
+            candidate = _SQLALCHEMY_URL.sub(r"\1://", candidate, count=1)
             try:
                 conninfo_to_dict(candidate)
             except psycopg.ProgrammingError as exc:
                 # libpq quotes pieces of a malformed string back, perhaps the password: scrub it.
-                raise ConfigError(f"invalid connection string: {scrub(str(exc), candidate)}") from None
+                where = f" in {source}" if source else ""
+                raise ConfigError(
+                    f"invalid connection string{where}: {scrub(str(exc).strip(), candidate)}"
+                ) from None
             return candidate
     return ""
+
+
+#: SQLAlchemy's ``dialect+driver://`` prefix, which libpq does not read.
+_SQLALCHEMY_URL = re.compile(r"^\s*(postgres(?:ql)?)\+[a-z0-9_]+://", re.IGNORECASE)
 
 
 def check_env(env: Mapping[str, str] | None = None) -> list[str]:

@@ -73,8 +73,8 @@ def test_django_project_end_to_end(django_dsn: str):
     worker = ("manage.py", "skiplock", "worker", "--burst", "--concurrency", "2", "--log-level", "WARNING")
     run(django_dsn, *worker)
     # explode failed its first attempt and waits for its backoff: make it due and run it again.
-    assert run(django_dsn, "manage.py", "skiplock", "jobs", "retry", ids["explode"]).startswith(
-        "retried 1 of 1"
+    assert run(django_dsn, "manage.py", "skiplock", "jobs", "retry", ids["explode"]).endswith(
+        "\nretried 1 of 1\n"
     )
     run(django_dsn, *worker)
 

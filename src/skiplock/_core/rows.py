@@ -13,6 +13,7 @@ from skiplock.models import (
     JobState,
     ParentResult,
     QueueActivity,
+    QueueLimits,
     QueueStat,
     Schedule,
     TaskStat,
@@ -27,6 +28,7 @@ __all__ = [
     "job_from_claim",
     "job_from_row",
     "parent_result_from_row",
+    "queue_limits_from_row",
     "queue_stat_from_row",
     "schedule_from_row",
     "task_stat_from_row",
@@ -107,6 +109,20 @@ def parent_result_from_row(row: Mapping[str, Any]) -> ParentResult:
 def schedule_from_row(row: Mapping[str, Any]) -> Schedule:
     """Build a Schedule from a ``skiplock.schedule`` row (extra columns ignored)."""
     return Schedule(**{k: v for k, v in row.items() if k in _SCHEDULE_FIELDS})
+
+
+def queue_limits_from_row(row: Mapping[str, Any]) -> QueueLimits:
+    """Build QueueLimits from a ``skiplock.queue`` row."""
+    return QueueLimits(
+        queue=row["name"],
+        concurrency=row["concurrency_limit"],
+        rate=row["rate_limit"],
+        burst=row["rate_burst"],
+        key_arg=row["key_arg"],
+        per_key=row["key_concurrency_limit"],
+        key_rate=row["key_rate_limit"],
+        key_burst=row["key_rate_burst"],
+    )
 
 
 def queue_stat_from_row(row: Mapping[str, Any]) -> QueueStat:

@@ -331,6 +331,18 @@ def queue_stats() -> BoundStatement:
     return _bind("queue_stats")
 
 
+def queue_known(queue: str) -> BoundStatement:
+    return _bind("queue_known", queue=queue)
+
+
+def queue_limits(queue: str) -> BoundStatement:
+    return _bind("queue_limits", queue=queue)
+
+
+def events_enabled() -> BoundStatement:
+    return _bind("events_enabled")
+
+
 def queue_job_counts(queue: str) -> BoundStatement:
     return _bind("queue_job_counts", queue=queue)
 

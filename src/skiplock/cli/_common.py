@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, TypeVar
 
 import psycopg
@@ -16,7 +18,17 @@ from skiplock._core.text import printable
 from skiplock.errors import SkiplockError
 from skiplock.settings import resolve_dsn, scrub
 
-__all__ = ["DsnOption", "console", "dsn_of", "fail", "handle_errors", "safe"]
+__all__ = [
+    "DsnOption",
+    "console",
+    "dsn_of",
+    "fail",
+    "handle_errors",
+    "one_line",
+    "parse_time",
+    "safe",
+    "warn",
+]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one line, never wrapped
@@ -56,10 +68,48 @@ def _dsn_or_none(dsn: str | None) -> str | None:
         return None
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: libpq and click end theirs with newlines, some put details after one."""
+    return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear line to stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {safe(message)}")
+    err_console.print(f"[bold red]error:[/] {safe(one_line(message))}")
     return typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """Print one warning line to stderr (the command goes on)."""
+    err_console.print(f"[yellow]warning:[/] {safe(one_line(message))}")
+
+
+TIME_FORMS = "an ISO 8601 date or time (2030-01-31, 2030-01-31T09:00, 2030-01-31 09:00:00+02:00) or an age such as 30s, 15m, 2h, 7d"
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_time(value: str, *, ahead: bool = False) -> datetime:
+    """Parse a time option: ISO 8601 as written (no zone: the server's), or an age (``2h``) that
+    counts back from now (forward when ``ahead``, as for ``--until``).
+
+    Raises:
+        typer.BadParameter: neither form, with the forms accepted.
+    """
+    age = _AGE.match(value)
+    if age:
+        try:
+            span = timedelta(**{_UNITS[age[2]]: float(age[1])})
+            return datetime.now(timezone.utc) + (span if ahead else -span)
+        except OverflowError:
+            raise typer.BadParameter(f"{value!r} is too far away") from None
+    try:
+        text = value.strip()
+        # Python 3.10's fromisoformat does not read the "Z" suffix (UTC).
+        return datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
+    except ValueError:
+        forms = TIME_FORMS.replace("an age", "a span" if ahead else "an age")
+        raise typer.BadParameter(f"{value!r} is not a time: give {forms}") from None
 
 
 def handle_errors(fn: F) -> F:

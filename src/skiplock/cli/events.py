@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from skiplock.cli._common import DsnOption, console, dsn_of, handle_errors, safe
+from skiplock.cli._common import DsnOption, console, dsn_of, fail, handle_errors, safe
 from skiplock.client import Client
 
 
@@ -35,6 +35,11 @@ def events(
         if enable:
             client.enable_events()
             console.print("events enabled")
+        elif not client.events_enabled():
+            raise fail(
+                "events are disabled in this database, so none would arrive: enable them with"
+                " `skiplock events --enable` (the schema owner's call)"
+            )
         try:
             for event in client.events(queues=queue, kinds=kind, timeout=timeout):
                 console.print(f"{event.kind:<10} {safe(event.queue)}")

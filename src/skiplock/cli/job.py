@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from skiplock.cli._common import DsnOption, console, dsn_of, fail, handle_errors, safe
+from skiplock.cli._common import DsnOption, console, dsn_of, fail, handle_errors, parse_time, safe
 from skiplock.client import Client
+from skiplock.errors import JobNotFound
 from skiplock.models import GraphNode, Job, JobState
 
 app = typer.Typer(help="Inspect and repair jobs.", no_args_is_help=True)
@@ -22,7 +23,12 @@ def list_jobs(
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
     state: Annotated[JobState | None, typer.Option(help="Only this state.")] = None,
     task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
-    since: Annotated[datetime | None, typer.Option(help="Only jobs created at or after this time.")] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            help="Only jobs created at or after this time (ISO 8601, or an age: 2h, 7d).", parser=parse_time
+        ),
+    ] = None,
     before: Annotated[int | None, typer.Option(help="Only jobs with a smaller id (the next page).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Newest first, at most this many.")] = 50,
     dsn: DsnOption = None,
@@ -74,6 +80,10 @@ def show(job_id: Annotated[int, typer.Argument(help="Job id.")], dsn: DsnOption 
     for e in j.errors:
         console.print(f"[bold]error[/] attempt {safe(e.get('attempt'))} at {safe(e.get('at'))}: "
                       f"{safe(e.get('type', ''))}: {safe(e.get('error', ''))}")  # fmt: skip
+        # The stored traceback, one printed line per line of it: each escaped on its own, so
+        # no line of it can pass for a field of this output.
+        for line in str(e.get("traceback") or "").splitlines():
+            console.print(f"    {safe(line)}", soft_wrap=True)
 
 
 _RELATED_SHOWN = 20
@@ -111,22 +121,57 @@ def retry(
     queue: Annotated[str | None, typer.Option(help="Redrive failed jobs of this queue.")] = None,
     task: Annotated[str | None, typer.Option(help="Redrive failed jobs of this task.")] = None,
     since: Annotated[
-        datetime | None, typer.Option(help="Redrive jobs that failed at or after this time.")
+        datetime | None,
+        typer.Option(
+            help="Redrive jobs that failed at or after this time (ISO 8601, or an age: 2h).",
+            parser=parse_time,
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many jobs per call.")] = 10000,
     dsn: DsnOption = None,
 ) -> None:
-    """Run jobs again now: by id (failed, cancelled, scheduled or retryable), or redrive failed jobs by filter."""
+    """Run jobs again now: by id (failed, cancelled, scheduled or retryable), or redrive failed jobs by filter.
+
+    By id, it prints what became of each one and exits 1 unless every one was retried.
+    """
     filtered = queue is not None or task is not None or since is not None
-    if bool(job_ids) == filtered:
-        raise fail("give job ids, or filters (--queue, --task, --since), not both")
+    if not job_ids and not filtered:
+        raise fail(
+            "give the ids of the jobs to retry, or filters (--queue, --task, --since) to redrive failed jobs"
+        )
+    if job_ids and filtered:
+        raise fail("give job ids or filters (--queue, --task, --since), not both")
     with Client(dsn_of(dsn), max_size=1) as client:
-        if job_ids:
-            done = client.retry(job_ids)
-            console.print(f"retried {len(done)} of {len(job_ids)}: {done}")
-        else:
+        if not job_ids:
             done = client.retry_failed(queue=queue, task=task, since=since, limit=limit)
             console.print(f"redrove {len(done)} failed job{'s' if len(done) != 1 else ''}")
+            return
+        wanted = list(dict.fromkeys(job_ids))
+        retried = set(client.retry(wanted))
+        looked_up = 0
+        for job_id in wanted:
+            if job_id in retried:
+                console.print(f"{job_id} retried")
+            elif looked_up < _REASONS_LOOKED_UP:
+                looked_up += 1
+                console.print(f"{job_id} {_why_not_retried(client, job_id)}", soft_wrap=True)
+            else:
+                console.print(f"{job_id} not retried")
+    console.print(f"retried {len(retried)} of {len(wanted)}")
+    if len(retried) < len(wanted):
+        raise typer.Exit(1)
+
+
+#: Ids not retried whose reason is looked up (one query each); past that, only the verdict.
+_REASONS_LOOKED_UP = 100
+
+
+def _why_not_retried(client: Client, job_id: int) -> str:
+    try:
+        state = client.get_job(job_id).state
+    except JobNotFound:
+        return "not found"
+    return f"not retried: it is {state} (only failed, cancelled, scheduled or retryable jobs are)"
 
 
 @app.command("purge")
@@ -135,7 +180,11 @@ def purge(
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
     task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
     before: Annotated[
-        datetime | None, typer.Option(help="Only jobs finished before this time (default: now).")
+        datetime | None,
+        typer.Option(
+            help="Only jobs finished before this time (ISO 8601, or an age: 7d; default: now).",
+            parser=parse_time,
+        ),
     ] = None,
     state: Annotated[list[str] | None, typer.Option(help="States to purge (default: failed).")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many jobs per call.")] = 10000,
@@ -157,16 +206,24 @@ def purge(
 @app.command("cancel")
 @handle_errors
 def cancel(job_ids: Annotated[list[int], typer.Argument(help="Job ids.")], dsn: DsnOption = None) -> None:
-    """Cancel jobs: queued ones never run; running ones are stopped by their worker, not retried."""
+    """Cancel jobs: queued ones never run; running ones are stopped by their worker, not retried.
+
+    Exits 1 unless every job was cancelled or asked to stop.
+    """
     with Client(dsn_of(dsn), max_size=1) as client:
         states = client.cancel(job_ids)
-    for job_id in job_ids:
+    missed = 0
+    for job_id in dict.fromkeys(job_ids):
         state = states.get(job_id)
         if state is None:
+            missed += 1
             console.print(f"{job_id} not found")
         elif state is JobState.RUNNING:
-            console.print(f"{job_id} running: cancellation requested, its worker stops it")
+            console.print(f"{job_id} running: cancellation requested, its worker stops it", soft_wrap=True)
         elif state is JobState.CANCELLED:
             console.print(f"{job_id} cancelled")
         else:
-            console.print(f"{job_id} already {state}: nothing to cancel")
+            missed += 1
+            console.print(f"{job_id} already {state}: nothing to cancel", soft_wrap=True)
+    if missed:
+        raise typer.Exit(1)

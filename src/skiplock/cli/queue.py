@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections import defaultdict
 from datetime import datetime
 from typing import Annotated
@@ -10,7 +11,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from skiplock.cli._common import DsnOption, console, dsn_of, handle_errors, safe
+from skiplock.cli._common import DsnOption, console, dsn_of, fail, handle_errors, parse_time, safe
 from skiplock.client import Client
 from skiplock.models import JobState
 from skiplock.monitor import describe_limits
@@ -64,15 +65,40 @@ def _age(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
+def _until(value: str) -> datetime:
+    return parse_time(value, ahead=True)
+
+
+def _check_known(client: Client, name: str, create: bool) -> None:
+    """Refuse a queue nothing names (a typo would otherwise create it), unless ``create``."""
+    if create or client.queue_known(name):
+        return
+    known = sorted({s.queue for s in client.queue_stats()} | {q for w in client.workers() for q in w.queues})
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise fail(
+        f"no queue named {name!r}: no job, worker or setting names it; {hint}add --create to use it anyway"
+    )
+
+
 @app.command("pause")
 @handle_errors
 def pause(
     name: Annotated[str, typer.Argument(help="Queue name.")],
-    until: Annotated[datetime | None, typer.Option(help="Resume by itself at this time (ISO 8601).")] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            help="Resume by itself at this time (ISO 8601, or a span from now: 30m, 2h).", parser=_until
+        ),
+    ] = None,
+    create: Annotated[
+        bool, typer.Option("--create", help="Pause it even though no job, worker or setting names it yet.")
+    ] = False,
     dsn: DsnOption = None,
 ) -> None:
     """Stop every worker from claiming from a queue."""
     with Client(dsn_of(dsn), max_size=1) as client:
+        _check_known(client, name, create)
         client.pause_queue(name, until=until)
     console.print(f"paused {safe(name)}" + (f" until {safe(until)}" if until else ""))
 
@@ -82,6 +108,8 @@ def pause(
 def resume(name: Annotated[str, typer.Argument(help="Queue name.")], dsn: DsnOption = None) -> None:
     """Let workers claim from a queue again."""
     with Client(dsn_of(dsn), max_size=1) as client:
+        # A queue nothing names is not paused: resuming it would only hide a typo.
+        _check_known(client, name, create=False)
         client.resume_queue(name)
     console.print(f"resumed {safe(name)}")
 
@@ -114,20 +142,31 @@ def limit(
     key_burst: Annotated[
         int | None, typer.Option(help="How many of one key may start at once (default: one second's worth).")
     ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove every limit of the queue.")] = False,
+    create: Annotated[
+        bool, typer.Option("--create", help="Limit it even though no job, worker or setting names it yet.")
+    ] = False,
     dsn: DsnOption = None,
 ) -> None:
-    """Set a queue's fleet-wide limits; with no option, remove them."""
+    """Set a queue's fleet-wide limits (each call replaces them all); with no option, show them."""
+    given = [concurrency, rate, burst, key_arg, per_key, key_rate, key_burst]
+    if clear and any(v is not None for v in given):
+        raise fail("--clear removes every limit: give it alone, or give the limits to set")
     with Client(dsn_of(dsn), max_size=1) as client:
-        got = client.set_queue_limits(
-            name,
-            concurrency=concurrency,
-            rate=rate,
-            burst=burst,
-            key_arg=key_arg,
-            per_key=per_key,
-            key_rate=key_rate,
-            key_burst=key_burst,
-        )
+        _check_known(client, name, create)
+        if not clear and all(v is None for v in given):
+            got = client.queue_limits(name)
+        else:
+            got = client.set_queue_limits(
+                name,
+                concurrency=concurrency,
+                rate=rate,
+                burst=burst,
+                key_arg=key_arg,
+                per_key=per_key,
+                key_rate=key_rate,
+                key_burst=key_burst,
+            )
     described = safe(describe_limits(got.concurrency, got.rate, got.key_arg, got.per_key, got.key_rate))
     described += f" (burst {got.burst})" if got.burst is not None else ""
     described += f" (key burst {got.key_burst})" if got.key_burst is not None else ""
