@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
 
 if TYPE_CHECKING:
-    from typing_extensions import LiteralString
+    from typing import LiteralString
 
 __all__ = ["QUERIES", "Migration", "Statement", "migrations", "sql_root"]
 

@@ -30,7 +30,7 @@ __all__ = [
 Json = Any
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     """The states of a job; mirrors the ``skiplock.job_state`` enum (a test keeps them equal)."""
 
     WAITING = "waiting"  # for its parents (depends_on) to finish

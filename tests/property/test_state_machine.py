@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -49,7 +49,7 @@ def make_machine(conn: psycopg.Connection[Any]) -> type[RuleBasedStateMachine]:
             conn.execute(
                 "TRUNCATE skiplock.job, skiplock.job_history, skiplock.queue, skiplock.queue_key_bucket"
             )
-            self.now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+            self.now = datetime(2030, 1, 1, tzinfo=UTC)
             self.jobs: dict[int, ModelJob] = {}
             self.stale: list[tuple[int, uuid.UUID]] = []  # tokens that no longer hold a lease
             self.worker = uuid.uuid4()

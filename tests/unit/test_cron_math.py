@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,7 +11,7 @@ import skiplock
 from skiplock._core.cron import check, due_ticks, next_tick
 from skiplock.cron import CRON_REGISTRY
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_five_field_ticks_in_a_window_exclude_the_start_and_include_the_end():

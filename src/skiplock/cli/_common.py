@@ -6,7 +6,7 @@ import functools
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import psycopg
@@ -100,7 +100,7 @@ def parse_time(value: str, *, ahead: bool = False) -> datetime:
     if age:
         try:
             span = timedelta(**{_UNITS[age[2]]: float(age[1])})
-            return datetime.now(timezone.utc) + (span if ahead else -span)
+            return datetime.now(UTC) + (span if ahead else -span)
         except OverflowError:
             raise typer.BadParameter(f"{value!r} is too far away") from None
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timezone
+from datetime import UTC
 from typing import Annotated
 
 import typer
@@ -28,7 +28,7 @@ def list_schedules(dsn: DsnOption = None) -> None:
     for column in ("name", "cron", "tz", "task", "queue", "last tick (UTC)", "paused"):
         table.add_column(column, no_wrap=column in ("name", "cron"))
     for s in rows:
-        last = s.last_tick.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        last = s.last_tick.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(
             safe(s.name),
             safe(s.cron),

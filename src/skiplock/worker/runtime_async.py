@@ -693,7 +693,7 @@ class AsyncWorker:
                 self._thread_futures.add(thread_future)
                 thread_future.add_done_callback(self._thread_futures.discard)
                 result = await asyncio.wait_for(asyncio.wrap_future(thread_future), timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             held.ctx._cancel_requested = True
             return _Outcome(
                 "fail",
