@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -24,12 +23,13 @@ from skiplock.models import JobState
 from skiplock.web import charts
 from skiplock.web.data import CANCEL_STATES, OVERVIEW_STATES, RETRY_STATES, Dashboard
 from skiplock.web.filters import FIELDS, FilterError, JobFilter
-from skiplock.web.security import SESSION_COOKIE, Auth, csrf_ok, csrf_token, is_same_origin
+from skiplock.web.security import CSRF_COOKIE, SESSION_COOKIE, Auth, csrf_ok, csrf_token, is_same_origin
 
 __all__ = ["ROUTES", "base_context", "link"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_SIZE = 50
+_MAX_FORM = 64 * 1024
 BULK_CAP = 10_000  # jobs one bulk action touches at most; run it again for more
 _NOTICES = {
     "paused": "Queue paused.",
@@ -87,20 +87,39 @@ def _back(request: Request, path: str, **query: object) -> RedirectResponse:
     return RedirectResponse(link(request, path, query), status_code=303)
 
 
-async def _guard_write(request: Request) -> FormData:
+async def _form(request: Request) -> dict[str, str]:
+    """An HTML form post (URL-encoded, at most 64 kB): the last value of each field.
+
+    Parsed here rather than with python-multipart: the dashboard's forms are all URL-encoded.
+    """
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("", "application/x-www-form-urlencoded"):
+        raise FilterError(f"form: expected application/x-www-form-urlencoded, got {kind[:60]!r}")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM:
+            raise FilterError("form: too large")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FilterError(f"form: cannot be read ({exc})") from None
+    return dict(pairs)
+
+
+async def _guard_write(request: Request) -> dict[str, str]:
     """The form of a write request that may proceed; PermissionError (403) otherwise."""
     if not _dashboard(request).write:
         raise PermissionError("this dashboard is read-only (start it with --write to allow changes)")
     if not is_same_origin(request):
         raise PermissionError("refused: the request came from another site")
-    form = await request.form()
-    submitted = form.get("csrf")
-    if not csrf_ok(request.app.state.secret, request.cookies.get("skiplock_csrf"), submitted if isinstance(submitted, str) else None):
+    form = await _form(request)
+    if not csrf_ok(request.app.state.secret, request.cookies.get(CSRF_COOKIE), form.get("csrf")):
         raise PermissionError("refused: missing or wrong CSRF token (reload the page and try again)")
     return form
 
 
-def _field(form: FormData | Mapping[str, Any], name: str) -> str:
+def _field(form: Mapping[str, Any], name: str) -> str:
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
 
@@ -161,7 +180,7 @@ async def queue_resume(request: Request) -> Response:
     return _back(request, "/queue", name=name, notice="resumed")
 
 
-def _number(form: FormData, name: str, kind: type[int] | type[float]) -> int | float | None:
+def _number(form: Mapping[str, str], name: str, kind: type[int] | type[float]) -> int | float | None:
     text = _field(form, name)
     if not text:
         return None
@@ -328,7 +347,7 @@ async def login(request: Request) -> Response:
         return _render(request, "login.html", "", error="", has_token=bool(auth and auth.token))
     if not is_same_origin(request):
         raise PermissionError("refused: the request came from another site")
-    form = await request.form()
+    form = await _form(request)
     token = _field(form, "token")
     if auth is None or auth.session_value is None or not auth.check_token(token):
         return _render(request, "login.html", "", status=401, error="wrong token", has_token=True)

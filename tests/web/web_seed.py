@@ -87,3 +87,10 @@ def seed_hostile(dsn: str) -> int:
         ).fetchone()
         assert row is not None
         return int(row[0])
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a page's forms carry."""
+    marker = 'name="csrf" value="'
+    start = html.index(marker) + len(marker)
+    return html[start : html.index('"', start)]
