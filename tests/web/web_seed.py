@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import uuid
+
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -24,9 +26,12 @@ HOSTILE_QUEUE = 'q"><b id="pwned-queue">x</b>'
 HOSTILE_TASK = "<iframe id=pwned-frame src=javascript:alert(4)>"
 
 
-def claim(conn: psycopg.Connection[Any], queue: str, n: int = 1) -> list[tuple[int, Any]]:
+WORKER = uuid.UUID("5e1f0c4a-0000-4000-8000-00000000beef")
+
+
+def claim(conn: psycopg.Connection[Any], queue: str, n: int = 1, worker: uuid.UUID | None = None) -> list[tuple[int, Any]]:
     return conn.execute(
-        "SELECT id, lease_token FROM skiplock.claim(ARRAY[%s], gen_random_uuid(), %s)", [queue, n]
+        "SELECT id, lease_token FROM skiplock.claim(ARRAY[%s], %s, %s)", [queue, worker or uuid.uuid4(), n]
     ).fetchall()
 
 
@@ -54,7 +59,12 @@ def seed_every_state(dsn: str) -> dict[str, int]:
             "SELECT skiplock.fail(%s, %s, %s, error_type => 'TimeoutError')", [again_id, token, "timed out, retrying"]
         )
         ids["retryable"] = again_id
-        (busy_id, _), = claim(conn, "busy")
+        conn.execute(
+            "SELECT skiplock.register_worker(worker_id => %s, host => 'app-1', pid => 4242,"
+            " queues => ARRAY['busy', 'todo'], concurrency => 8)",
+            [WORKER],
+        )
+        (busy_id, _), = claim(conn, "busy", worker=WORKER)
         ids["running"] = busy_id
         gone = conn.execute("SELECT id FROM skiplock.jobs WHERE queue = 'gone'").fetchone()
         assert gone is not None
@@ -66,6 +76,7 @@ def seed_every_state(dsn: str) -> dict[str, int]:
         child = skiplock.JobSpec(task="child_task", queue="flow", depends_on=[parent])
         jobs = client.enqueue_many([parent, child])
         ids["parent"], ids["waiting"] = jobs
+        client.schedule("nightly-report", "0 3 * * *", "build_report", queue="todo")
     return ids
 
 

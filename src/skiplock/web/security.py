@@ -9,7 +9,7 @@
   unless the two match and the request does not come from another site (``Sec-Fetch-Site``,
   ``Origin``).
 - **Headers**: a strict Content-Security-Policy (scripts and styles from this server only, no
-  inline code, no framing), ``X-Frame-Options: DENY``, ``nosniff``, ``no-referrer``, ``no-store``.
+  inline code, no framing), ``X-Frame-Options: DENY``, ``nosniff``, ``Referrer-Policy: same-origin``, ``no-store``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ _HEADERS = {
     "content-security-policy": CSP,
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # same-origin: our own form posts carry a real Origin; no other site learns a dashboard URL.
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
     "cross-origin-opener-policy": "same-origin",
 }
@@ -143,8 +144,8 @@ def is_same_origin(request: Request) -> bool:
     if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
+    if origin is None or origin == "null":  # "null": an opaque origin; Sec-Fetch-Site and the token decide
+        return True
     parts = urlsplit(origin)
     return parts.netloc == request.headers.get("host", "") and parts.scheme in ("http", "https")
 
