@@ -10,10 +10,10 @@ import pytest
 pytest.importorskip("starlette", reason="the web extra is not installed")
 pytest.importorskip("jinja2", reason="the web extra is not installed")
 
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
+from web_seed import seed_every_state
 
-import skiplock.web  # noqa: E402
-from web_seed import seed_every_state  # noqa: E402
+import skiplock.web
 
 
 @pytest.fixture
@@ -36,4 +36,3 @@ def make_client(dsn: str) -> Iterator[Any]:
     yield make
     for client in clients:
         client.__exit__(None, None, None)
-

@@ -8,8 +8,8 @@ import re
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from fastapi import FastAPI
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
@@ -50,7 +50,8 @@ def test_every_page_renders_with_every_state(make_client, seeded, dsn):
     assert "the payment provider said no" in job
     assert "Traceback (most recent call last)" in job
     waiting = client.get(f"/job/{seeded['waiting']}").text
-    assert 'id="graph"' in waiting and f"/job/{seeded['parent']}" in waiting  # the workflow, drawn
+    assert 'id="graph"' in waiting
+    assert f"/job/{seeded['parent']}" in waiting
 
 
 def test_security_headers_on_pages_errors_and_static(make_client, seeded):
@@ -61,9 +62,12 @@ def test_security_headers_on_pages_errors_and_static(make_client, seeded):
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["x-content-type-options"] == "nosniff"
     assert client.get("/job/999999").status_code == 404
-    assert "frame-ancestors 'none'" in CSP and "'unsafe-inline'" not in CSP
+    assert "frame-ancestors 'none'" in CSP
+    assert "'unsafe-inline'" not in CSP
     cookie = make_client().get("/").headers["set-cookie"]
-    assert "skiplock_csrf=" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "skiplock_csrf=" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
 
 
 def test_read_only_refuses_every_write_and_changes_nothing(make_client, seeded, conn):
@@ -103,7 +107,9 @@ def test_writes_need_the_csrf_token_of_this_browser_and_the_same_site(make_clien
     cross = client.post(retry, data={"csrf": token}, headers={"sec-fetch-site": "cross-site"})
     assert cross.status_code == 403
     assert state_of(conn, seeded["failed"]) == "failed"
-    done = client.post(retry, data={"csrf": token}, headers={"origin": "http://127.0.0.1"}, follow_redirects=False)
+    done = client.post(
+        retry, data={"csrf": token}, headers={"origin": "http://127.0.0.1"}, follow_redirects=False
+    )
     assert done.status_code == 303
     assert state_of(conn, seeded["failed"]) == "available"
     assert "Jobs sent to run again: 1." in client.get(done.headers["location"]).text
@@ -119,14 +125,22 @@ def test_queue_pause_resume_and_limits_through_the_sql_functions(make_client, se
     client.post("/queue/resume", data={"csrf": token, "name": "todo"})
     row = conn.execute("SELECT paused_at IS NULL FROM skiplock.queue WHERE name = 'todo'").fetchone()
     assert row == (True,)
-    fields = {"csrf": token, "name": "todo", "concurrency": "3", "rate": "2.5", "key_arg": "tenant", "per_key": "1"}
+    fields = {
+        "csrf": token,
+        "name": "todo",
+        "concurrency": "3",
+        "rate": "2.5",
+        "key_arg": "tenant",
+        "per_key": "1",
+    }
     assert client.post("/queue/limits", data=fields).status_code == 200
     row = conn.execute(
         "SELECT concurrency_limit, rate_limit, key_arg, key_concurrency_limit FROM skiplock.queue WHERE name = 'todo'"
     ).fetchone()
     assert row == (3, 2.5, "tenant", 1)
     bad = client.post("/queue/limits", data={"csrf": token, "name": "todo", "concurrency": "three"})
-    assert bad.status_code == 400 and "concurrency: not a number" in bad.text
+    assert bad.status_code == 400
+    assert "concurrency: not a number" in bad.text
     negative = client.post("/queue/limits", data={"csrf": token, "name": "todo", "concurrency": "-1"})
     assert negative.status_code == 400
     assert conn.execute("SELECT concurrency_limit FROM skiplock.queue WHERE name = 'todo'").fetchone() == (3,)
@@ -136,7 +150,9 @@ def test_bulk_retry_confirms_the_count_and_skips_jobs_failed_after_it(make_clien
     with skiplock.Client(dsn) as c:
         for i in range(3):
             c.enqueue("charge", {"order": i}, queue="pay")
-    rows = conn.execute("SELECT id, lease_token FROM skiplock.claim(ARRAY['pay'], gen_random_uuid(), 10)").fetchall()
+    rows = conn.execute(
+        "SELECT id, lease_token FROM skiplock.claim(ARRAY['pay'], gen_random_uuid(), 10)"
+    ).fetchall()
     for job_id, lease in rows:
         conn.execute("SELECT skiplock.fail(%s, %s, 'card declined', retryable => false)", [job_id, lease])
     client = make_client(write=True)
@@ -148,11 +164,14 @@ def test_bulk_retry_confirms_the_count_and_skips_jobs_failed_after_it(make_clien
     # A job failing after the confirmation was shown is not part of what was confirmed.
     with skiplock.Client(dsn) as c:
         late = c.enqueue("charge", {"order": 99}, queue="pay").id
-    (job_id, lease), = conn.execute("SELECT id, lease_token FROM skiplock.claim(ARRAY['pay'], gen_random_uuid(), 1)").fetchall()
+    ((job_id, lease),) = conn.execute(
+        "SELECT id, lease_token FROM skiplock.claim(ARRAY['pay'], gen_random_uuid(), 1)"
+    ).fetchall()
     conn.execute("SELECT skiplock.fail(%s, %s, 'card declined', retryable => false)", [job_id, lease])
     fields = {"csrf": token, "action": "retry", "queue": "pay", "error": "DECLINED", "max_id": str(max_id)}
     done = client.post("/bulk", data=fields, follow_redirects=False)
-    assert done.status_code == 303 and "n=3" in done.headers["location"]
+    assert done.status_code == 303
+    assert "n=3" in done.headers["location"]
     states = dict(conn.execute("SELECT id, state::text FROM skiplock.jobs WHERE queue = 'pay'").fetchall())
     assert states.pop(late) == "failed"
     assert set(states.values()) == {"available"}
@@ -172,17 +191,24 @@ def test_bulk_cancel(make_client, seeded, conn):
 
 def test_search_filters_and_keyset_pages(make_client, dsn):
     with skiplock.Client(dsn) as c:
-        ids = c.enqueue_many([skiplock.JobSpec(task="mail", args={"user": i}, queue="mail") for i in range(120)])
+        ids = c.enqueue_many(
+            [skiplock.JobSpec(task="mail", args={"user": i}, queue="mail") for i in range(120)]
+        )
     client = make_client()
     first = client.get("/jobs", params={"queue": "mail"}).text
-    assert f"/job/{ids[-1]}" in first and f"/job/{ids[-50]}" in first and f"/job/{ids[-51]}\"" not in first
+    assert f"/job/{ids[-1]}" in first
+    assert f"/job/{ids[-50]}" in first
+    assert f'/job/{ids[-51]}"' not in first
     next_link = first.split('id="next-page" href="')[1].split('"')[0].replace("&amp;", "&")
     second = client.get(next_link).text
-    assert f"/job/{ids[-51]}\"" in second and f"/job/{ids[-50]}\"" not in second
+    assert f'/job/{ids[-51]}"' in second
+    assert f'/job/{ids[-50]}"' not in second
     found = client.get("/jobs", params={"args_path": "$.user == 7"}).text
-    assert f"/job/{ids[7]}\"" in found and found.count('href="/job/') == 1
+    assert f'/job/{ids[7]}"' in found
+    assert found.count('href="/job/') == 1
     bad = client.get("/jobs", params={"args_path": "$$ nope"})
-    assert bad.status_code == 400 and "jsonpath" in bad.text
+    assert bad.status_code == 400
+    assert "jsonpath" in bad.text
     assert client.get("/jobs", params={"state": "bogus"}).status_code == 400
     assert client.get("/jobs", params={"since": "yesterday"}).status_code == 400
     assert client.get("/jobs", params={"before_id": "1 OR 1=1"}).status_code == 400
@@ -201,23 +227,32 @@ def test_search_first_page_uses_the_id_indexes(dsn, conn):
 
     params = {"queue": "q1", "state": None, "task": None, "args_path": None, "error": None, "since": None,
               "until": None, "before_id": None, "limit": 51}  # fmt: skip
-    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + QUERIES["web_search_jobs"].text, params).fetchall())
+    plan = "\n".join(
+        r[0] for r in conn.execute("EXPLAIN " + QUERIES["web_search_jobs"].text, params).fetchall()
+    )
     assert "Limit" in plan.splitlines()[0]
     assert "Merge Append" in plan, plan
-    assert "job_pkey" in plan and "job_history" in plan and "id_idx" in plan, plan
+    assert "using job_pkey on job" in plan, plan
+    assert re.search(r"using job_history_\w+_id_idx on job_history_", plan), plan
     assert "Seq Scan" not in plan, plan
-    assert not re.search(r"^\s*(->\s+)?(Incremental )?Sort  \(", plan, re.M), plan  # the indexes give the order
+    assert not re.search(r"^\s*(->\s+)?(Incremental )?Sort  \(", plan, re.M), (
+        plan
+    )  # the indexes give the order
 
 
 def test_token_auth_login_cookie_and_bearer(make_client, seeded):
     client = make_client(auth=Auth(token=TOKEN))
-    assert client.get("/", headers={"accept": "text/html"}, follow_redirects=False).headers["location"] == "/login"
+    assert (
+        client.get("/", headers={"accept": "text/html"}, follow_redirects=False).headers["location"]
+        == "/login"
+    )
     assert client.get("/fragment/overview").status_code == 401
     assert client.get("/static/dashboard.css").status_code == 200  # the login page needs its style
     assert client.get("/", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 200
     assert client.get("/", headers={"authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
     wrong = client.post("/login", data={"token": "nope"})
-    assert wrong.status_code == 401 and "skiplock_session" not in client.cookies
+    assert wrong.status_code == 401
+    assert "skiplock_session" not in client.cookies
     login = client.post("/login", data={"token": TOKEN}, follow_redirects=False)
     assert login.status_code == 303
     session = client.cookies["skiplock_session"]
@@ -231,7 +266,8 @@ def test_token_auth_login_cookie_and_bearer(make_client, seeded):
 def test_basic_auth(make_client, seeded):
     client = make_client(auth=Auth(user="ops", password="correct horse"))
     denied = client.get("/")
-    assert denied.status_code == 401 and denied.headers["www-authenticate"].startswith("Basic")
+    assert denied.status_code == 401
+    assert denied.headers["www-authenticate"].startswith("Basic")
     good = base64.b64encode(b"ops:correct horse").decode()
     bad = base64.b64encode(b"ops:wrong horse").decode()
     assert client.get("/", headers={"authorization": f"Basic {good}"}).status_code == 200
@@ -251,10 +287,25 @@ def test_auth_settings_come_from_the_environment_and_are_checked():
 def test_hostile_job_data_is_escaped_everywhere(make_client, dsn):
     job_id = seed_hostile(dsn)
     client = make_client(write=True)
-    pages = [f"/job/{job_id}", "/jobs", "/", "/jobs?task=" + HOSTILE["attr"], "/bulk?action=retry&error=" + HOSTILE["img"]]
+    pages = [
+        f"/job/{job_id}",
+        "/jobs",
+        "/",
+        "/jobs?task=" + HOSTILE["attr"],
+        "/bulk?action=retry&error=" + HOSTILE["img"],
+    ]
     for path in pages:
         html = client.get(path).text
-        for marker in ("<script>alert", "<img src=x", "<svg id=", "<iframe", "<b id=", "onerror=\"", "\u202e", "\x1b"):
+        for marker in (
+            "<script>alert",
+            "<img src=x",
+            "<svg id=",
+            "<iframe",
+            "<b id=",
+            'onerror="',
+            "\u202e",
+            "\x1b",
+        ):
             assert marker not in html, (path, marker)
         assert 'href="javascript:' not in html
     detail = client.get(f"/job/{job_id}").text
@@ -283,16 +334,17 @@ def test_mounted_in_starlette_and_fastapi(dsn, seeded):
             assert 'hx-get="/ops/skiplock/fragment/overview"' in page
             assert client.get("/ops/skiplock/static/htmx.min.js").status_code == 200
             job = client.get(f"/ops/skiplock/job/{seeded['failed']}")
-            assert job.status_code == 200 and 'href="/ops/skiplock/queue?name=dead"' in job.text
+            assert job.status_code == 200
+            assert 'href="/ops/skiplock/queue?name=dead"' in job.text
 
 
 def test_read_only_runs_as_skiplock_monitor_when_the_role_is_usable(make_client, seeded, conn):
     conn.execute("SELECT * FROM skiplock._grant_roles()")  # creates the roles where they are missing
     client = make_client()
     health = client.get("/health").text
-    assert "Connected as <span class=\"mono\">skiplock_monitor</span>" in health
+    assert 'Connected as <span class="mono">skiplock_monitor</span>' in health
     writer = make_client(write=True)
-    assert "Connected as <span class=\"mono\">skiplock_monitor</span>" not in writer.get("/health").text
+    assert 'Connected as <span class="mono">skiplock_monitor</span>' not in writer.get("/health").text
 
 
 def test_read_only_without_the_monitor_role_still_works(dsn, conn, seeded):

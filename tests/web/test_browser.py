@@ -116,7 +116,9 @@ def assert_inert(browser: Any) -> None:
         ".map(e => e.outerHTML)"
     )
     assert not injected, injected
-    hrefs = browser.execute_script("return [...document.querySelectorAll('[href]')].map(a => a.getAttribute('href'))")
+    hrefs = browser.execute_script(
+        "return [...document.querySelectorAll('[href]')].map(a => a.getAttribute('href'))"
+    )
     assert not [h for h in hrefs if not h.startswith("/")], hrefs  # every link stays on the dashboard
     problems = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not problems, problems  # CSP refusals and script errors are logged as SEVERE
@@ -124,7 +126,9 @@ def assert_inert(browser: Any) -> None:
 
 def text_of(browser: Any, css: str) -> str:
     """The visible text of the first element matching ``css`` ("" when none), read atomically."""
-    text = browser.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css)
+    text = browser.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css
+    )
     return str(text)
 
 

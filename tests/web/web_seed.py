@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
-
-import uuid
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -29,7 +28,9 @@ HOSTILE_TASK = "<iframe id=pwned-frame src=javascript:alert(4)>"
 WORKER = uuid.UUID("5e1f0c4a-0000-4000-8000-00000000beef")
 
 
-def claim(conn: psycopg.Connection[Any], queue: str, n: int = 1, worker: uuid.UUID | None = None) -> list[tuple[int, Any]]:
+def claim(
+    conn: psycopg.Connection[Any], queue: str, n: int = 1, worker: uuid.UUID | None = None
+) -> list[tuple[int, Any]]:
     return conn.execute(
         "SELECT id, lease_token FROM skiplock.claim(ARRAY[%s], %s, %s)", [queue, worker or uuid.uuid4(), n]
     ).fetchall()
@@ -41,22 +42,23 @@ def seed_every_state(dsn: str) -> dict[str, int]:
     with skiplock.Client(dsn) as client, psycopg.connect(dsn, autocommit=True) as conn:
         for q in ("done", "dead", "gone", "busy", "again"):
             client.enqueue(f"{q}_task", {"n": 1}, queue=q)
-        (done_id, token), = claim(conn, "done")
+        ((done_id, token),) = claim(conn, "done")
         conn.execute(
             "SELECT skiplock.complete(ARRAY[%s::bigint], ARRAY[%s::uuid], ARRAY[%s::jsonb])",
             [done_id, token, '{"sent": true}'],
         )
         ids["completed"] = done_id
-        (dead_id, token), = claim(conn, "dead")
+        ((dead_id, token),) = claim(conn, "dead")
         conn.execute(
             "SELECT skiplock.fail(%s, %s, %s, error_type => 'ValueError', retryable => false,"
             " traceback => 'Traceback (most recent call last):\n  boom')",
             [dead_id, token, "the payment provider said no"],
         )
         ids["failed"] = dead_id
-        (again_id, token), = claim(conn, "again")
+        ((again_id, token),) = claim(conn, "again")
         conn.execute(
-            "SELECT skiplock.fail(%s, %s, %s, error_type => 'TimeoutError')", [again_id, token, "timed out, retrying"]
+            "SELECT skiplock.fail(%s, %s, %s, error_type => 'TimeoutError')",
+            [again_id, token, "timed out, retrying"],
         )
         ids["retryable"] = again_id
         conn.execute(
@@ -64,7 +66,7 @@ def seed_every_state(dsn: str) -> dict[str, int]:
             " queues => ARRAY['busy', 'todo'], concurrency => 8)",
             [WORKER],
         )
-        (busy_id, _), = claim(conn, "busy", worker=WORKER)
+        ((busy_id, _),) = claim(conn, "busy", worker=WORKER)
         ids["running"] = busy_id
         gone = conn.execute("SELECT id FROM skiplock.jobs WHERE queue = 'gone'").fetchone()
         assert gone is not None

@@ -56,7 +56,9 @@ def web(
 
         from skiplock.web import Auth, app
     except ImportError as exc:
-        raise fail(f"the dashboard needs the web extra: pip install 'skiplock[web]' ({exc.name} is missing)") from None
+        raise fail(
+            f"the dashboard needs the web extra: pip install 'skiplock[web]' ({exc.name} is missing)"
+        ) from None
     target = dsn_of(dsn)
     try:
         auth = Auth.from_env()

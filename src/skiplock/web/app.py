@@ -11,15 +11,15 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 import psycopg
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skiplock.errors import DatabaseUnavailable, InvalidInput, JobNotFound, SkiplockError
 from skiplock.settings import resolve_dsn, scrub
@@ -119,7 +119,7 @@ class _Guard:
             await response(scope, receive, send)
             return
 
-        async def send_cookie(message: dict[str, Any]) -> None:
+        async def send_cookie(message: Message) -> None:
             if fresh and message["type"] == "http.response.start":
                 header = (
                     f"{CSRF_COOKIE}={scope['state']['csrf_cookie']}; Path={scope.get('root_path') or '/'}; "
@@ -127,14 +127,18 @@ class _Guard:
                 )
                 if scope.get("scheme") == "https":
                     header += "; Secure"
-                message.setdefault("headers", []).append((b"set-cookie", header.encode("latin-1")))
+                MutableHeaders(scope=message).append("set-cookie", header)
             await send(message)
 
         await self.app(scope, receive, send_cookie)
 
 
 def _unauthorised(request: Request, auth: Auth) -> Response:
-    if auth.token is not None and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+    if (
+        auth.token is not None
+        and request.method == "GET"
+        and "text/html" in request.headers.get("accept", "")
+    ):
         root = request.scope.get("root_path", "")
         return RedirectResponse(f"{root}/login", status_code=303)
     headers = {"www-authenticate": 'Basic realm="skiplock", charset="UTF-8"'} if auth.user else {}

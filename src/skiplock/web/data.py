@@ -45,7 +45,13 @@ __all__ = ["MONITOR_ROLE", "Dashboard", "QueueSummary", "Sample"]
 MONITOR_ROLE = "skiplock_monitor"
 #: The states a bulk action can change: retry runs these again, cancel stops these.
 RETRY_STATES = (JobState.FAILED, JobState.CANCELLED, JobState.SCHEDULED, JobState.RETRYABLE)
-CANCEL_STATES = (JobState.WAITING, JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING, JobState.RETRYABLE)
+CANCEL_STATES = (
+    JobState.WAITING,
+    JobState.SCHEDULED,
+    JobState.AVAILABLE,
+    JobState.RUNNING,
+    JobState.RETRYABLE,
+)
 #: Columns of the overview, in life-cycle order (failed: the whole dead-letter set).
 OVERVIEW_STATES = ("waiting", "scheduled", "available", "running", "retryable", "failed")
 _QUEUE_COLUMNS = ("name", "paused_at", "paused_until", "concurrency_limit", "rate_limit", "rate_burst",
@@ -111,7 +117,9 @@ class Dashboard:
     async def overview(self) -> list[QueueSummary]:
         """Every queue with its counts by state, last-minute rates and limits."""
         stats = await self._all(statements.queue_stats())
-        activity = {a.queue: a for a in map(rows.activity_from_row, await self._all(statements.queue_activity()))}
+        activity = {
+            a.queue: a for a in map(rows.activity_from_row, await self._all(statements.queue_activity()))
+        }
         by_queue: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
         for row in stats:
             by_queue[row["queue"]].append(row)

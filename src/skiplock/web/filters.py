@@ -43,7 +43,9 @@ def _time(form: Mapping[str, str], name: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise FilterError(f"{name}: not a date and time (use 2026-12-01T09:30, UTC unless an offset is given)") from None
+        raise FilterError(
+            f"{name}: not a date and time (use 2026-12-01T09:30, UTC unless an offset is given)"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 

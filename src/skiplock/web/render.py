@@ -22,7 +22,17 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Bidi embeddings, overrides and isolates, marks, and the zero-width characters that hide text.
 _INVISIBLE = {
     c: f"\\u{c:04x}"
-    for c in [0x061C, 0x200B, 0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF]
+    for c in [
+        0x061C,
+        0x200B,
+        0x200C,
+        0x200D,
+        0x200E,
+        0x200F,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+        0xFEFF,
+    ]
 }
 
 

@@ -47,7 +47,7 @@ NAV = (("overview", "/", "Overview"), ("jobs", "/jobs", "Jobs"), ("schedules", "
 
 def link(request: Request, path: str, query: Mapping[str, object] | None = None) -> str:
     """``path`` under the application's mount point, with ``query`` URL-encoded."""
-    url = request.scope.get("root_path", "") + path
+    url = str(request.scope.get("root_path", "")) + path
     pairs = {k: str(v) for k, v in (query or {}).items() if v is not None and v != ""}
     return url + ("?" + urlencode(pairs) if pairs else "")
 
@@ -101,7 +101,9 @@ async def _form(request: Request) -> dict[str, str]:
         if len(body) > _MAX_FORM:
             raise FilterError("form: too large")
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100, strict_parsing=False)
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, max_num_fields=100, strict_parsing=False
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise FilterError(f"form: cannot be read ({exc})") from None
     return dict(pairs)
