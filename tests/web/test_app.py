@@ -323,12 +323,15 @@ def test_the_password_never_appears_even_in_errors(dsn):
 
 
 def test_mounted_in_starlette_and_fastapi(dsn, seeded):
-    dashboard = skiplock.web.app(dsn)
-    for host in (Starlette(routes=[Mount("/ops/skiplock", app=dashboard)]), FastAPI()):
+    for kind in (Starlette, FastAPI):
+        dashboard = skiplock.web.app(dsn)
+        host = Starlette(routes=[Mount("/ops/skiplock", app=dashboard)]) if kind is Starlette else FastAPI()
         if isinstance(host, FastAPI):
             host.mount("/ops/skiplock", dashboard)
         with TestClient(host) as client:
-            page = client.get("/ops/skiplock/").text
+            first = client.get("/ops/skiplock/")
+            assert "Path=/ops/skiplock;" in first.headers["set-cookie"]  # the CSRF cookie stays in the mount
+            page = first.text
             assert 'href="/ops/skiplock/jobs"' in page
             assert 'src="/ops/skiplock/static/htmx.min.js"' in page
             assert 'hx-get="/ops/skiplock/fragment/overview"' in page
@@ -336,6 +339,7 @@ def test_mounted_in_starlette_and_fastapi(dsn, seeded):
             job = client.get(f"/ops/skiplock/job/{seeded['failed']}")
             assert job.status_code == 200
             assert 'href="/ops/skiplock/queue?name=dead"' in job.text
+            client.portal.call(dashboard.state.dashboard.close)  # a host's lifespan does not reach it
 
 
 def test_read_only_runs_as_skiplock_monitor_when_the_role_is_usable(make_client, seeded, conn):

@@ -101,9 +101,17 @@ def open_page(browser: Any, url: str, shot: str | None = None) -> None:
     if SHOTS and shot:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
         height = browser.execute_script("return document.documentElement.scrollHeight")
-        browser.set_window_size(1360, min(max(height, 500), 1600))
+        metrics = {
+            "width": 1360,
+            "height": min(max(height, 480), 2400),
+            "deviceScaleFactor": 1,
+            "mobile": False,
+        }
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride", metrics
+        )  # the whole page, not the window
         browser.save_screenshot(str(Path(SHOTS) / f"web-{shot}.png"))
-        browser.set_window_size(1360, 900)
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def assert_inert(browser: Any) -> None:
