@@ -118,3 +118,9 @@ SELECT pg_notification_queue_usage() AS usage;
 -- Whether this login may SET ROLE skiplock_monitor (the role exists and it is a member).
 SELECT COALESCE((SELECT pg_has_role(current_user, r.oid, 'MEMBER')
                  FROM pg_roles AS r WHERE r.rolname = 'skiplock_monitor'), false) AS usable;
+
+-- name: web_sees_all_sessions :one
+-- Whether this session sees other sessions' transactions in pg_stat_activity (superusers and
+-- members of pg_read_all_stats, which pg_monitor includes): without it the xmin-horizon checks of
+-- skiplock.health cannot name a session of another user.
+SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS sees;

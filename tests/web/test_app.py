@@ -347,8 +347,13 @@ def test_read_only_runs_as_skiplock_monitor_when_the_role_is_usable(make_client,
     client = make_client()
     health = client.get("/health").text
     assert 'Connected as <span class="mono">skiplock_monitor</span>' in health
+    # Least privilege hides other users' sessions, and with them the xmin holder: said, not hidden.
+    assert 'id="blind"' in health
+    assert "GRANT pg_monitor TO skiplock_monitor" in health
     writer = make_client(write=True)
-    assert 'Connected as <span class="mono">skiplock_monitor</span>' not in writer.get("/health").text
+    as_owner = writer.get("/health").text
+    assert 'Connected as <span class="mono">skiplock_monitor</span>' not in as_owner
+    assert 'id="blind"' not in as_owner  # the suite's superuser sees every session
 
 
 def test_read_only_without_the_monitor_role_still_works(dsn, conn, seeded):
@@ -366,3 +371,22 @@ def test_read_only_without_the_monitor_role_still_works(dsn, conn, seeded):
     finally:
         conn.execute(f"DROP OWNED BY {login}")
         conn.execute(f"DROP ROLE {login}")
+
+
+def test_schedules_show_the_next_tick_and_pause_and_resume(make_client, seeded, conn):
+    client = make_client(write=True)
+    page = client.get("/schedules").text
+    assert "nightly-report" in page
+    assert "03:00:00" in page  # the next tick of 0 3 * * *
+    token = csrf_of(page)
+    assert client.post("/schedule/pause", data={"csrf": token, "name": "nightly-report"}).status_code == 200
+    assert conn.execute("SELECT paused FROM skiplock.schedule WHERE name = 'nightly-report'").fetchone() == (
+        True,
+    )
+    assert "Schedule paused." in client.get("/schedules?notice=schedule_paused").text
+    assert client.post("/schedule/resume", data={"csrf": token, "name": "nightly-report"}).status_code == 200
+    assert conn.execute("SELECT paused FROM skiplock.schedule WHERE name = 'nightly-report'").fetchone() == (
+        False,
+    )
+    missing = client.post("/schedule/pause", data={"csrf": token, "name": "no-such-schedule"})
+    assert missing.status_code == 404

@@ -201,7 +201,9 @@ class Dashboard:
         tables = await self._all(_bind("web_tables"))
         partitions = await self._all(_bind("web_partitions"))
         usage = await self._all(_bind("web_notify_usage"))
+        sees = await self._all(_bind("web_sees_all_sessions"))
         return {
+            "sees_all_sessions": bool(sees and sees[0]["sees"]),
             "checks": checks,
             "tables": tables,
             "partitions": partitions,
