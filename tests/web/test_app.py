@@ -146,6 +146,19 @@ def test_queue_pause_resume_and_limits_through_the_sql_functions(make_client, se
     assert conn.execute("SELECT concurrency_limit FROM skiplock.queue WHERE name = 'todo'").fetchone() == (3,)
 
 
+def test_a_write_shows_on_the_shared_overview_at_once(make_client, seeded):
+    # The overview is shared by every open page for a second; a write must not wait that out.
+    client = make_client(write=True)
+    paused = re.compile(r'name=todo">todo</a>\s*<span class="badge paused">')
+    assert not paused.search(client.get("/fragment/overview").text)
+    token = csrf_of(client.get("/queue?name=todo").text)
+    done = client.post("/queue/pause", data={"csrf": token, "name": "todo"}, follow_redirects=False)
+    assert done.status_code == 303
+    assert paused.search(client.get("/fragment/overview").text)
+    client.post("/queue/resume", data={"csrf": token, "name": "todo"}, follow_redirects=False)
+    assert not paused.search(client.get("/fragment/overview").text)
+
+
 def test_bulk_retry_confirms_the_count_and_skips_jobs_failed_after_it(make_client, dsn, conn):
     with skiplock.Client(dsn) as c:
         for i in range(3):

@@ -56,6 +56,7 @@ CANCEL_STATES = (
 OVERVIEW_STATES = ("waiting", "scheduled", "available", "running", "retryable", "failed")
 _QUEUE_COLUMNS = ("name", "paused_at", "paused_until", "concurrency_limit", "rate_limit", "rate_burst",
                   "key_arg", "key_concurrency_limit", "key_rate_limit", "key_rate_burst")  # fmt: skip
+_OVERVIEW_TTL_S = 1.0
 _SAMPLE_EVERY_S = 5.0  # queue_activity averages a minute: sampling it faster shows nothing new
 _SAMPLES = 120  # ten minutes of trend at one sample per five seconds
 
@@ -104,6 +105,8 @@ class Dashboard:
     _executor: AsyncExecutor | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _sampled_at: float | None = None
+    _overview: tuple[float, list[QueueSummary]] | None = None
+    _activity: tuple[float, dict[str, QueueActivity]] | None = None
 
     async def close(self) -> None:
         """Close the pool. Idempotent."""
@@ -115,11 +118,19 @@ class Dashboard:
     # ---- reads --------------------------------------------------------------------------
 
     async def overview(self) -> list[QueueSummary]:
-        """Every queue with its counts by state, last-minute rates and limits."""
+        """Every queue with its counts by state, last-minute rates and limits.
+
+        Shared by every open page for up to a second (so ten viewers cost what one does), and the
+        last-minute rates (``queue_activity`` scans the live table) for five seconds.
+        """
+        now = time.monotonic()
+        if self._overview is not None and now - self._overview[0] < _OVERVIEW_TTL_S:
+            return self._overview[1]
         stats = await self._all(statements.queue_stats())
-        activity = {
-            a.queue: a for a in map(rows.activity_from_row, await self._all(statements.queue_activity()))
-        }
+        if self._activity is None or now - self._activity[0] >= _SAMPLE_EVERY_S:
+            found = await self._all(statements.queue_activity())
+            self._activity = (now, {a.queue: a for a in map(rows.activity_from_row, found)})
+        activity = self._activity[1]
         by_queue: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
         for row in stats:
             by_queue[row["queue"]].append(row)
@@ -148,6 +159,7 @@ class Dashboard:
                 )
             )
         self._sample(out)
+        self._overview = (now, out)
         return out
 
     async def queue(self, name: str) -> dict[str, Any]:
@@ -214,32 +226,26 @@ class Dashboard:
 
     async def retry(self, job_ids: Sequence[int]) -> list[int]:
         """``skiplock.retry``: run failed, cancelled, scheduled or retryable jobs again now."""
-        self._check_write()
-        return [int(r["id"]) for r in await self._all(statements.retry(job_ids))]
+        return [int(r["id"]) for r in await self._write(statements.retry(job_ids))]
 
     async def cancel(self, job_ids: Sequence[int]) -> dict[int, str]:
         """``skiplock.cancel``: stop queued jobs, ask running ones to stop."""
-        self._check_write()
-        return {int(r["job_id"]): str(r["state"]) for r in await self._all(statements.cancel(job_ids))}
+        return {int(r["job_id"]): str(r["state"]) for r in await self._write(statements.cancel(job_ids))}
 
     async def bulk(self, action: str, flt: JobFilter, *, max_id: int, cap: int) -> int:
         """Retry or cancel the jobs ``flt`` selects with ids up to ``max_id``; return how many."""
-        self._check_write()
         name = "web_bulk_retry" if action == "retry" else "web_bulk_cancel"
-        return len(await self._all(_bind(name, **flt.params(), max_id=max_id, cap=cap)))
+        return len(await self._write(_bind(name, **flt.params(), max_id=max_id, cap=cap)))
 
     async def pause_queue(self, name: str) -> None:
-        self._check_write()
-        await self._all(statements.pause_queue(name))
+        await self._write(statements.pause_queue(name))
 
     async def resume_queue(self, name: str) -> None:
-        self._check_write()
-        await self._all(statements.resume_queue(name))
+        await self._write(statements.resume_queue(name))
 
     async def set_queue_limits(self, name: str, **limits: Any) -> None:
         """``skiplock.set_queue_limits``: None removes a limit. Raises InvalidInput."""
-        self._check_write()
-        await self._all(
+        await self._write(
             statements.set_queue_limits(
                 name,
                 limits.get("concurrency"),
@@ -253,20 +259,23 @@ class Dashboard:
         )
 
     async def pause_schedule(self, name: str) -> bool:
-        self._check_write()
-        found = await self._all(statements.pause_schedule(name))
+        found = await self._write(statements.pause_schedule(name))
         return bool(found and found[0]["found"])
 
     async def resume_schedule(self, name: str) -> bool:
-        self._check_write()
-        found = await self._all(statements.resume_schedule(name))
+        found = await self._write(statements.resume_schedule(name))
         return bool(found and found[0]["found"])
 
     # ---- plumbing -----------------------------------------------------------------------
 
-    def _check_write(self) -> None:
+    async def _write(self, stmt: BoundStatement) -> list[dict[str, Any]]:
+        """Run a write (refused when read-only, before any SQL); the next overview reads afresh."""
         if not self.write:
             raise PermissionError("this dashboard is read-only (start it with --write to allow changes)")
+        try:
+            return await self._all(stmt)
+        finally:
+            self._overview = None
 
     def _sample(self, queues: list[QueueSummary]) -> None:
         now = time.monotonic()
