@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -56,3 +63,40 @@ def test_the_mounting_example_of_the_docs_runs(dsn):
             assert client.get("/ops/skiplock/jobs", headers=token).status_code == 200
             # What the docs tell a host application to do when it stops (in its own event loop).
             client.portal.call(namespace["dashboard"].state.dashboard.close)
+
+
+def test_the_served_dashboard_never_logs_or_shows_the_password(dsn):
+    # The in-process log records are checked by the suite; this is the real server's own output.
+    password = conninfo_to_dict(dsn)["password"]
+    broken = make_conninfo(dsn, dbname="skiplock_web_no_such_db")  # its errors still name the DSN's parts
+    env = {**os.environ, "SKIPLOCK_DSN": broken}
+    for name in ("SKIPLOCK_WEB_TOKEN", "SKIPLOCK_WEB_USER", "SKIPLOCK_WEB_PASSWORD"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skiplock", "web", "--port", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None  # uvicorn's access log goes to stdout, the rest to stderr
+    log = []
+    try:
+        for line in proc.stdout:  # ends when the process does
+            log.append(line)
+            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
+            if found:
+                break
+        assert found, "".join(log)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(found.group(1) + "/", timeout=30)
+        page = refused.value.read().decode()
+        assert refused.value.code == 503
+        assert "database unavailable" in page
+        assert password not in page
+    finally:
+        proc.terminate()
+        log.append(proc.stdout.read())
+        proc.wait(timeout=20)
+        proc.stdout.close()
+    output = "".join(log)
+    assert "password=***" in output or ":***@" in output  # the startup line names the DSN, redacted
+    assert '"GET / HTTP/1.1" 503' in output
+    assert password not in output
