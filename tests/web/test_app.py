@@ -159,6 +159,22 @@ def test_a_write_shows_on_the_shared_overview_at_once(make_client, seeded):
     assert not paused.search(client.get("/fragment/overview").text)
 
 
+def test_ids_that_are_not_job_ids_get_one_clear_line(make_client, seeded, conn):
+    # "²" passes str.isdigit() but not int(); int() refuses 5,000 digits; bigint stops at 19.
+    client = make_client(write=True)
+    for odd in ("\u00b2", "9" * 5000, "9" * 20):
+        assert client.get("/", params={"notice": "retried", "n": odd}).status_code == 200
+        page = client.get("/jobs", params={"before_id": odd})
+        assert page.status_code == 400
+        assert "before_id: must be a job id" in page.text
+    token = csrf_of(client.get("/queue?name=todo").text)
+    for odd in ("\u00b2", "9" * 5000):
+        done = client.post("/bulk", data={"csrf": token, "action": "retry", "state": "failed", "max_id": odd})
+        assert done.status_code == 400
+        assert "max_id: confirm the action from its confirmation page" in done.text
+    assert state_of(conn, seeded["failed"]) == "failed"
+
+
 def test_bulk_retry_confirms_the_count_and_skips_jobs_failed_after_it(make_client, dsn, conn):
     with skiplock.Client(dsn) as c:
         for i in range(3):

@@ -52,6 +52,21 @@ def link(request: Request, path: str, query: Mapping[str, object] | None = None)
     return url + ("?" + urlencode(pairs) if pairs else "")
 
 
+_BIGINT_MAX = 2**63 - 1
+
+
+def _id(text: str) -> int | None:
+    """``text`` as a job id (ASCII digits, within bigint), or None when it cannot be one.
+
+    ``str.isdigit`` alone also accepts "²" and digits ``int`` then refuses, or so many that ``int``
+    refuses them too.
+    """
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        return None
+    value = int(text)
+    return value if value <= _BIGINT_MAX else None
+
+
 def _dashboard(request: Request) -> Dashboard:
     dashboard: Dashboard = request.app.state.dashboard
     return dashboard
@@ -60,7 +75,7 @@ def _dashboard(request: Request) -> Dashboard:
 def base_context(request: Request, section: str) -> dict[str, Any]:
     state = request.app.state
     notice = _NOTICES.get(request.query_params.get("notice", ""), "")
-    count = request.query_params.get("n", "")
+    count = _id(request.query_params.get("n", "")) or 0
     return {
         "request": request,
         "section": section,
@@ -71,7 +86,7 @@ def base_context(request: Request, section: str) -> dict[str, Any]:
         "write": _dashboard(request).write,
         "role": _dashboard(request).role,
         "refresh_s": state.refresh_s,
-        "notice": notice.format(n=int(count) if count.isdigit() else 0) if notice else "",
+        "notice": notice.format(n=count) if notice else "",
         "can_logout": state.auth is not None and state.auth.token is not None,
     }
 
@@ -215,9 +230,10 @@ def _before_id(request: Request) -> int | None:
     text = request.query_params.get("before_id", "")
     if not text:
         return None
-    if not text.isdigit():
+    before_id = _id(text)
+    if before_id is None:
         raise FilterError("before_id: must be a job id")
-    return int(text)
+    return before_id
 
 
 async def jobs(request: Request) -> Response:
@@ -295,10 +311,10 @@ async def bulk(request: Request) -> Response:
     form = await _guard_write(request)
     action = _action(_field(form, "action"))
     flt = JobFilter.parse({name: _field(form, name) for name in FIELDS})
-    max_id_text = _field(form, "max_id")
-    if not max_id_text.isdigit():
+    max_id = _id(_field(form, "max_id"))
+    if max_id is None:
         raise FilterError("max_id: confirm the action from its confirmation page")
-    done = await _dashboard(request).bulk(action, flt, max_id=int(max_id_text), cap=BULK_CAP)
+    done = await _dashboard(request).bulk(action, flt, max_id=max_id, cap=BULK_CAP)
     notice = "retried" if action == "retry" else "cancelled"
     return _back(request, "/jobs", **flt.form(), notice=notice, n=done)
 
