@@ -16,6 +16,7 @@ from skiplock.cli.events import events
 from skiplock.cli.metrics import metrics
 from skiplock.cli.migrate import migrate
 from skiplock.cli.monitor import doctor, monitor
+from skiplock.cli.web import web
 from skiplock.cli.worker import worker
 
 __all__ = ["app", "main"]
@@ -72,6 +73,7 @@ app.command()(monitor)
 app.command()(doctor)
 app.command()(metrics)
 app.command()(events)
+app.command()(web)
 app.add_typer(job.app, name="jobs")
 app.add_typer(queue.app, name="queues")
 app.add_typer(schedule.app, name="schedules")

@@ -1,0 +1,361 @@
+"""What the dashboard reads and writes: named statements on a pool of its own.
+
+Reads go through the same views and named statements as the CLI and the terminal monitor
+(``queue_stats``, ``queue_activity``, ``workers``, ``health``, ``jobs``, ``job_graph``); writes call
+the same SQL functions as ``skiplock jobs retry`` or ``skiplock queues pause``. In read-only mode
+every pooled connection runs ``SET ROLE skiplock_monitor`` when that role exists and the login may
+use it, so PostgreSQL itself refuses any write; without the role the dashboard still refuses writes
+itself and says so on the health page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from skiplock._core import rows, statements
+from skiplock._core.cron import next_tick
+from skiplock._core.statements import BoundStatement
+from skiplock._driver.errors import translate
+from skiplock._driver.executor_async import AsyncExecutor
+from skiplock._sql import QUERIES
+from skiplock.errors import DatabaseUnavailable, JobNotFound
+from skiplock.models import (
+    GraphNode,
+    HealthCheck,
+    Job,
+    JobState,
+    QueueActivity,
+    Schedule,
+    WorkerInfo,
+)
+from skiplock.settings import connection_options, pgbouncer_mode, resolve_dsn
+from skiplock.web.filters import JobFilter
+
+__all__ = ["MONITOR_ROLE", "Dashboard", "QueueSummary", "Sample"]
+
+MONITOR_ROLE = "skiplock_monitor"
+#: The states a bulk action can change: retry runs these again, cancel stops these.
+RETRY_STATES = (JobState.FAILED, JobState.CANCELLED, JobState.SCHEDULED, JobState.RETRYABLE)
+CANCEL_STATES = (
+    JobState.WAITING,
+    JobState.SCHEDULED,
+    JobState.AVAILABLE,
+    JobState.RUNNING,
+    JobState.RETRYABLE,
+)
+#: Columns of the overview, in life-cycle order (failed: the whole dead-letter set).
+OVERVIEW_STATES = ("waiting", "scheduled", "available", "running", "retryable", "failed")
+_QUEUE_COLUMNS = ("name", "paused_at", "paused_until", "concurrency_limit", "rate_limit", "rate_burst",
+                  "key_arg", "key_concurrency_limit", "key_rate_limit", "key_rate_burst")  # fmt: skip
+_OVERVIEW_TTL_S = 1.0
+_SAMPLE_EVERY_S = 5.0  # queue_activity averages a minute: sampling it faster shows nothing new
+_SAMPLES = 120  # ten minutes of trend at one sample per five seconds
+
+
+def _bind(name: str, /, **params: Any) -> BoundStatement:
+    return BoundStatement(QUERIES[name], params)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueSummary:
+    """One queue on the overview: its counts, rates, latency and limits."""
+
+    name: str
+    counts: dict[str, int]
+    paused: bool
+    oldest_age: timedelta | None  # how long its oldest due job has waited
+    activity: QueueActivity | None
+    limits: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One point of the overview's trend: per queue, rates and backlog at ``at``."""
+
+    at: float
+    completed: dict[str, float]
+    failed: dict[str, float]
+    backlog: dict[str, int]
+
+
+@dataclass
+class Dashboard:
+    """The dashboard's connection pool and every read and write its pages need.
+
+    The pool opens on first use (a mounted application gets no lifespan events from its host) and
+    :meth:`close` ends it. ``write=False`` makes every write method raise ``PermissionError``
+    before any SQL is sent.
+    """
+
+    dsn: str | None = None
+    write: bool = False
+    max_connections: int = 4
+    role: str | None = None  # the role the pool's connections run as, once known
+    samples: collections.deque[Sample] = field(default_factory=lambda: collections.deque(maxlen=_SAMPLES))
+    _pool: AsyncConnectionPool | None = None
+    _executor: AsyncExecutor | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _sampled_at: float | None = None
+    _overview: tuple[float, list[QueueSummary]] | None = None
+    _activity: tuple[float, dict[str, QueueActivity]] | None = None
+
+    async def close(self) -> None:
+        """Close the pool. Idempotent."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+            self._executor = None
+
+    # ---- reads --------------------------------------------------------------------------
+
+    async def overview(self) -> list[QueueSummary]:
+        """Every queue with its counts by state, last-minute rates and limits.
+
+        Shared by every open page for up to a second (so ten viewers cost what one does), and the
+        last-minute rates (``queue_activity`` scans the live table) for five seconds.
+        """
+        now = time.monotonic()
+        if self._overview is not None and now - self._overview[0] < _OVERVIEW_TTL_S:
+            return self._overview[1]
+        stats = await self._all(statements.queue_stats())
+        if self._activity is None or now - self._activity[0] >= _SAMPLE_EVERY_S:
+            found = await self._all(statements.queue_activity())
+            self._activity = (now, {a.queue: a for a in map(rows.activity_from_row, found)})
+        activity = self._activity[1]
+        by_queue: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+        for row in stats:
+            by_queue[row["queue"]].append(row)
+        for name in activity:
+            by_queue.setdefault(name, [])
+        out = []
+        for name in sorted(by_queue):
+            queue_rows = by_queue[name]
+            counts = dict.fromkeys(OVERVIEW_STATES, 0)
+            oldest: timedelta | None = None
+            for r in queue_rows:
+                state = str(r["state"])
+                if state in counts:
+                    counts[state] += int(r["jobs"])
+                if state == "available" and r["oldest_age"] is not None:
+                    oldest = r["oldest_age"]
+            first = queue_rows[0] if queue_rows else {}
+            out.append(
+                QueueSummary(
+                    name=name,
+                    counts=counts,
+                    paused=bool(first.get("paused")),
+                    oldest_age=oldest,
+                    activity=activity.get(name),
+                    limits=describe_limits(first),
+                )
+            )
+        self._sample(out)
+        self._overview = (now, out)
+        return out
+
+    async def queue(self, name: str) -> dict[str, Any]:
+        """The ``skiplock.queue`` row of ``name`` (pause and limits): all None when it has none."""
+        found = await self._all(_bind("web_queue", queue=name))
+        return found[0] if found else dict.fromkeys(_QUEUE_COLUMNS)
+
+    async def search(self, flt: JobFilter, *, before_id: int | None, limit: int) -> list[dict[str, Any]]:
+        """One page of jobs matching ``flt``, newest first, ids below ``before_id``."""
+        return await self._all(_bind("web_search_jobs", **flt.params(), before_id=before_id, limit=limit))
+
+    async def count(self, flt: JobFilter, action: str, cap: int) -> tuple[int, int | None]:
+        """How many jobs (up to ``cap + 1``) a bulk ``action`` would touch, and their highest id."""
+        states = [str(s) for s in (RETRY_STATES if action == "retry" else CANCEL_STATES)]
+        found = await self._all(_bind("web_count_jobs", **flt.params(), states=states, cap=cap))
+        return int(found[0]["jobs"]), found[0]["max_id"]
+
+    async def job(self, job_id: int) -> Job:
+        """One job, live or finished. Raises JobNotFound."""
+        found = await self._all(statements.get_job(job_id))
+        if not found:
+            raise JobNotFound(f"no job with id {job_id}")
+        return rows.job_from_row(found[0])
+
+    async def graph(self, job_id: int) -> list[GraphNode]:
+        """The workflow of ``job_id`` (``skiplock.job_graph``): just the job when it has no links."""
+        return [rows.graph_node_from_row(r) for r in await self._all(statements.job_graph(job_id))]
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Every registered worker (``skiplock.workers``)."""
+        found = await self._all(statements.list_workers())
+        return [WorkerInfo(**{k: r[k] for k in WorkerInfo.__dataclass_fields__}) for r in found]
+
+    async def schedules(self) -> list[tuple[Schedule, datetime | None]]:
+        """Every schedule with its next tick (None when paused or its expression no longer parses)."""
+        out = []
+        for r in await self._all(statements.list_schedules()):
+            schedule = rows.schedule_from_row(r)
+            upcoming: datetime | None = None
+            if not schedule.paused:
+                try:
+                    upcoming = next_tick(schedule.cron, schedule.tz, max(schedule.last_tick, r["db_now"]))
+                except (ValueError, KeyError):  # a schedule written by hand with a bad expression
+                    upcoming = None
+            out.append((schedule, upcoming))
+        return out
+
+    async def health(self) -> dict[str, Any]:
+        """Every ``skiplock.health`` check, the tables' dead rows, the partitions, NOTIFY usage."""
+        checks: list[HealthCheck] = [rows.health_from_row(r) for r in await self._all(statements.health())]
+        tables = await self._all(_bind("web_tables"))
+        partitions = await self._all(_bind("web_partitions"))
+        usage = await self._all(_bind("web_notify_usage"))
+        sees = await self._all(_bind("web_sees_all_sessions"))
+        return {
+            "sees_all_sessions": bool(sees and sees[0]["sees"]),
+            "checks": checks,
+            "tables": tables,
+            "partitions": partitions,
+            "notify_usage": float(usage[0]["usage"]) if usage else 0.0,
+        }
+
+    # ---- writes (the CLI's SQL functions) -----------------------------------------------
+
+    async def retry(self, job_ids: Sequence[int]) -> list[int]:
+        """``skiplock.retry``: run failed, cancelled, scheduled or retryable jobs again now."""
+        return [int(r["id"]) for r in await self._write(statements.retry(job_ids))]
+
+    async def cancel(self, job_ids: Sequence[int]) -> dict[int, str]:
+        """``skiplock.cancel``: stop queued jobs, ask running ones to stop."""
+        return {int(r["job_id"]): str(r["state"]) for r in await self._write(statements.cancel(job_ids))}
+
+    async def bulk(self, action: str, flt: JobFilter, *, max_id: int, cap: int) -> int:
+        """Retry or cancel the jobs ``flt`` selects with ids up to ``max_id``; return how many."""
+        name = "web_bulk_retry" if action == "retry" else "web_bulk_cancel"
+        return len(await self._write(_bind(name, **flt.params(), max_id=max_id, cap=cap)))
+
+    async def pause_queue(self, name: str) -> None:
+        await self._write(statements.pause_queue(name))
+
+    async def resume_queue(self, name: str) -> None:
+        await self._write(statements.resume_queue(name))
+
+    async def set_queue_limits(self, name: str, **limits: Any) -> None:
+        """``skiplock.set_queue_limits``: None removes a limit. Raises InvalidInput."""
+        await self._write(
+            statements.set_queue_limits(
+                name,
+                limits.get("concurrency"),
+                limits.get("rate"),
+                limits.get("burst"),
+                limits.get("key_arg"),
+                limits.get("per_key"),
+                limits.get("key_rate"),
+                limits.get("key_burst"),
+            )
+        )
+
+    async def pause_schedule(self, name: str) -> bool:
+        found = await self._write(statements.pause_schedule(name))
+        return bool(found and found[0]["found"])
+
+    async def resume_schedule(self, name: str) -> bool:
+        found = await self._write(statements.resume_schedule(name))
+        return bool(found and found[0]["found"])
+
+    # ---- plumbing -----------------------------------------------------------------------
+
+    async def _write(self, stmt: BoundStatement) -> list[dict[str, Any]]:
+        """Run a write (refused when read-only, before any SQL); the next overview reads afresh."""
+        if not self.write:
+            raise PermissionError("this dashboard is read-only (start it with --write to allow changes)")
+        try:
+            return await self._all(stmt)
+        finally:
+            self._overview = None
+
+    def _sample(self, queues: list[QueueSummary]) -> None:
+        now = time.monotonic()
+        if self._sampled_at is not None and now - self._sampled_at < _SAMPLE_EVERY_S:
+            return
+        self._sampled_at = now
+        self.samples.append(
+            Sample(
+                at=now,
+                completed={q.name: q.activity.completed_per_second if q.activity else 0.0 for q in queues},
+                failed={q.name: q.activity.failed_per_second if q.activity else 0.0 for q in queues},
+                backlog={q.name: q.counts["available"] + q.counts["retryable"] for q in queues},
+            )
+        )
+
+    async def _all(self, stmt: BoundStatement) -> list[dict[str, Any]]:
+        executor = await self._ensure_open()
+        return await executor.all(stmt)
+
+    async def _ensure_open(self) -> AsyncExecutor:
+        if self._executor is not None:
+            return self._executor
+        async with self._lock:
+            if self._executor is None:
+                dsn = resolve_dsn(self.dsn)
+                pgbouncer = pgbouncer_mode(None)
+                pool = AsyncConnectionPool(
+                    dsn,
+                    min_size=1,
+                    max_size=self.max_connections,
+                    open=False,
+                    kwargs={
+                        "autocommit": True,
+                        "application_name": "skiplock-web",
+                        **connection_options(pgbouncer),
+                    },
+                    # SET ROLE is session state: through PgBouncer's transaction pooling it would
+                    # land on a server connection other clients then share.
+                    configure=None if self.write or pgbouncer else self._configure,
+                    name="skiplock-web",
+                )
+                try:
+                    probe = await psycopg.AsyncConnection.connect(dsn, connect_timeout=10)
+                except psycopg.Error as exc:
+                    raise translate(exc) or DatabaseUnavailable(f"database unavailable: {exc}") from exc
+                await probe.close()
+                await pool.open(wait=True, timeout=30)
+                self._pool, self._executor = pool, AsyncExecutor(pool)
+                if self.role is None:
+                    async with pool.connection() as conn:
+                        cur = await conn.execute("SELECT current_user")
+                        found = await cur.fetchone()
+                        self.role = str(found[0]) if found else "?"
+        assert self._executor is not None
+        return self._executor
+
+    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Run a read-only dashboard's connection as skiplock_monitor when the login may."""
+        try:
+            cur = await conn.execute(QUERIES["web_monitor_role"].text)
+            found = await cur.fetchone()
+            if found and found[0]:
+                await conn.execute("SET ROLE skiplock_monitor")
+        except psycopg.Error as exc:
+            raise translate(exc) or exc from exc
+
+
+def describe_limits(row: dict[str, Any]) -> str:
+    """A queue's limits in a few words ("max 5, 20/s, per tenant: 2"), or "" for none."""
+    parts = []
+    if row.get("concurrency_limit") is not None:
+        parts.append(f"max {row['concurrency_limit']} running")
+    if row.get("rate_limit") is not None:
+        parts.append(f"{row['rate_limit']:g}/s")
+    if row.get("key_arg"):
+        per_key = []
+        if row.get("key_concurrency_limit") is not None:
+            per_key.append(f"max {row['key_concurrency_limit']}")
+        if row.get("key_rate_limit") is not None:
+            per_key.append(f"{row['key_rate_limit']:g}/s")
+        if per_key:
+            parts.append(f"per {row['key_arg']}: " + ", ".join(per_key))
+    return ", ".join(parts)
