@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,7 +17,7 @@ def test_filter_parses_checks_and_round_trips():
     assert flt.queue == "emails"
     assert flt.state is JobState.FAILED
     assert flt.task is None
-    assert flt.since == datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)  # UTC unless an offset is given
+    assert flt.since == datetime(2026, 12, 1, 9, 30, tzinfo=UTC)  # UTC unless an offset is given
     assert JobFilter.parse(flt.form()) == flt
     assert flt.params()["state"] == "failed"
     assert "queue=emails" in flt.query(action="retry")
