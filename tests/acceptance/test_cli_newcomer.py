@@ -246,21 +246,17 @@ def test_a_bad_dsn_from_the_environment_names_its_variable(variable):
     assert f"invalid connection string in {variable}: " in one_error_line(err)
 
 
-def test_a_time_option_lists_the_forms_it_accepts_and_takes_an_age(dsn, conn):
+def test_a_time_option_lists_the_forms_it_accepts(dsn, conn):
     code, out, err = run("jobs", "list", "--since", "yesterday", "--dsn", dsn)
     assert (code, out) == (2, "")
     line = one_error_line(err)
-    assert "'yesterday' is not a time: give an ISO 8601 date or time" in line
-    assert "2h" in line
+    assert "'yesterday' is not a time: give an ISO 8601 date or time, e.g. 2030-01-31" in line
     assert "(see skiplock jobs list --help)" in line
     conn.execute("SELECT skiplock.enqueue('q', 'recent')")
-    assert "recent" in run("jobs", "list", "--since", "1h", "--dsn", dsn)[1]
+    assert "recent" in run("jobs", "list", "--since", "2000-01-01T00:00:00Z", "--dsn", dsn)[1]
     assert "recent" not in run("jobs", "list", "--since", "2999-01-01", "--dsn", dsn)[1]
-    assert run("queues", "pause", "q", "--until", "30m", "--dsn", dsn)[0] == 0
-    assert conn.execute(
-        "SELECT paused_until BETWEEN now() + interval '29 minutes' AND now() + interval '31 minutes'"
-        " FROM skiplock.queue WHERE name = 'q'"
-    ).fetchone() == (True,)
+    assert run("queues", "pause", "q", "--until", "2999-01-01T00:00:00Z", "--dsn", dsn)[0] == 0
+    assert conn.execute("SELECT paused_until FROM skiplock.queue WHERE name = 'q'").fetchone()[0].year == 2999
 
 
 @pytest.mark.parametrize(

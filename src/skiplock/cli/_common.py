@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import psycopg
@@ -45,16 +44,9 @@ DsnOption = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-#: What each line after the first of a multi-line value starts with: job data never starts a
-#: terminal line of its own, so an error's newlines cannot forge a field line ("state: ...").
-CONTINUATION = "    "
-
-
-def safe(value: object, *, indent: str = CONTINUATION) -> str:
-    """Render job data for a terminal: control characters (ANSI escapes too), bidi controls
-    and invisible characters shown as escapes, never sent; rich markup shown as text; each line
-    after the first indented by ``indent``."""
-    return escape(printable(value)).replace("\n", "\n" + indent)
+def safe(value: object) -> str:
+    """Render job data for a terminal: control characters (ANSI escapes too) shown, never sent."""
+    return escape(printable(value))
 
 
 def dsn_of(dsn: str | None) -> str:
@@ -84,32 +76,26 @@ def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {safe(one_line(message))}")
 
 
-TIME_FORMS = "an ISO 8601 date or time (2030-01-31, 2030-01-31T09:00, 2030-01-31 09:00:00+02:00) or an age such as 30s, 15m, 2h, 7d"
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+#: What a time option accepts, for its error message. Only absolute times: an age such as "2h"
+#: would need this host's clock, and job times follow the database's.
+TIME_FORMS = (
+    "an ISO 8601 date or time, e.g. 2030-01-31, 2030-01-31T09:00, 2030-01-31T09:00:00Z or"
+    " '2030-01-31 09:00:00+02:00' (without a zone: the database's time zone)"
+)
 
 
-def parse_time(value: str, *, ahead: bool = False) -> datetime:
-    """Parse a time option: ISO 8601 as written (no zone: the server's), or an age (``2h``) that
-    counts back from now (forward when ``ahead``, as for ``--until``).
+def parse_time(value: str) -> datetime:
+    """Parse a time option: ISO 8601 as written (no zone: the database session's).
 
     Raises:
-        typer.BadParameter: neither form, with the forms accepted.
+        typer.BadParameter: not ISO 8601, with the forms accepted.
     """
-    age = _AGE.match(value)
-    if age:
-        try:
-            span = timedelta(**{_UNITS[age[2]]: float(age[1])})
-            return datetime.now(UTC) + (span if ahead else -span)
-        except OverflowError:
-            raise typer.BadParameter(f"{value!r} is too far away") from None
+    text = value.strip()
     try:
-        text = value.strip()
         # Python 3.10's fromisoformat does not read the "Z" suffix (UTC).
         return datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
     except ValueError:
-        forms = TIME_FORMS.replace("an age", "a span" if ahead else "an age")
-        raise typer.BadParameter(f"{value!r} is not a time: give {forms}") from None
+        raise typer.BadParameter(f"{value!r} is not a time: give {TIME_FORMS}") from None
 
 
 def handle_errors(fn: F) -> F:

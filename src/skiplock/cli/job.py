@@ -25,9 +25,7 @@ def list_jobs(
     task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
     since: Annotated[
         datetime | None,
-        typer.Option(
-            help="Only jobs created at or after this time (ISO 8601, or an age: 2h, 7d).", parser=parse_time
-        ),
+        typer.Option(help="Only jobs created at or after this time (ISO 8601).", parser=parse_time),
     ] = None,
     before: Annotated[int | None, typer.Option(help="Only jobs with a smaller id (the next page).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Newest first, at most this many.")] = 50,
@@ -123,7 +121,7 @@ def retry(
     since: Annotated[
         datetime | None,
         typer.Option(
-            help="Redrive jobs that failed at or after this time (ISO 8601, or an age: 2h).",
+            help="Redrive jobs that failed at or after this time (ISO 8601).",
             parser=parse_time,
         ),
     ] = None,
@@ -182,7 +180,7 @@ def purge(
     before: Annotated[
         datetime | None,
         typer.Option(
-            help="Only jobs finished before this time (ISO 8601, or an age: 7d; default: now).",
+            help="Only jobs finished before this time (ISO 8601; default: now).",
             parser=parse_time,
         ),
     ] = None,

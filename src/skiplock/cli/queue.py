@@ -65,10 +65,6 @@ def _age(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
-def _until(value: str) -> datetime:
-    return parse_time(value, ahead=True)
-
-
 def _check_known(client: Client, name: str, create: bool) -> None:
     """Refuse a queue nothing names (a typo would otherwise create it), unless ``create``."""
     if create or client.queue_known(name):
@@ -87,9 +83,7 @@ def pause(
     name: Annotated[str, typer.Argument(help="Queue name.")],
     until: Annotated[
         datetime | None,
-        typer.Option(
-            help="Resume by itself at this time (ISO 8601, or a span from now: 30m, 2h).", parser=_until
-        ),
+        typer.Option(help="Resume by itself at this time (ISO 8601).", parser=parse_time),
     ] = None,
     create: Annotated[
         bool, typer.Option("--create", help="Pause it even though no job, worker or setting names it yet.")
