@@ -44,9 +44,16 @@ DsnOption = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def safe(value: object) -> str:
-    """Render job data for a terminal: control characters (ANSI escapes too) shown, never sent."""
-    return escape(printable(value))
+#: What each line after the first of a multi-line value starts with: job data never starts a
+#: terminal line of its own, so an error's newlines cannot forge a field line ("state: ...").
+CONTINUATION = "    "
+
+
+def safe(value: object, *, indent: str = CONTINUATION) -> str:
+    """Render job data for a terminal: control characters (ANSI escapes too), bidi controls
+    and invisible characters shown as escapes, never sent; rich markup shown as text; each line
+    after the first indented by ``indent``."""
+    return escape(printable(value)).replace("\n", "\n" + indent)
 
 
 def dsn_of(dsn: str | None) -> str:
