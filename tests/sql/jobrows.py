@@ -98,14 +98,6 @@ def where(conn: Conn, job_id: int) -> tuple[str, str] | None:
     return None
 
 
-def make_running_with_lease(conn: Conn, job_id: int, token: uuid.UUID, expires: datetime) -> None:
-    """Set a running job's lease expiry directly (a lease that ran out without a heartbeat)."""
-    conn.execute(
-        "UPDATE skiplock.job SET lease_expires_at = %s WHERE id = %s AND lease_token = %s",
-        [expires, job_id, token],
-    )
-
-
 @contextmanager
 def listening(conn: Conn, dsn: str, channel: str) -> Iterator[list[str]]:
     """Collect the payloads sent on ``channel`` by what the block commits, and nothing else.
