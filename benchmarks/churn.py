@@ -5,7 +5,7 @@
 A producer enqueues ``rate`` jobs/s (a batch every 100 ms) while a worker child process runs
 them (default settings, partition maintenance on). Every ``--every`` seconds it records the
 size of ``skiplock.job`` and its indexes, live and dead tuples, autovacuum runs, history size
-and WAL bytes per job. The bar (ARCHITECTURE §6): live table + indexes at the end within 2x of
+and WAL bytes per job. The bar it is held to: live table + indexes at the end within 2x of
 minute 5. WAL is counted server-wide: run it on a server nothing else writes to for a clean
 number (``--dsn`` pointing at a throw-away cluster).
 """

@@ -56,8 +56,17 @@ SERVER = _server()
 def apply_migrations(
     host: str, port: int, user: str, dbname: str, password: str | None = None, **_: Any
 ) -> None:
-    """pytest-postgresql loader: migrate the template database once per session."""
-    skiplock.Migrator(make_conninfo(host=host, port=port, user=user, dbname=dbname, password=password)).up()
+    """pytest-postgresql loader: migrate the template database once per session.
+
+    ``SKIPLOCK_TEST_TEMPLATE_SQL`` may name a file of SQL run in the template after migrating (the
+    mutation tool, tools/mutate_sql.py, puts a broken routine there to see the tests catch it).
+    """
+    conninfo = make_conninfo(host=host, port=port, user=user, dbname=dbname, password=password)
+    skiplock.Migrator(conninfo).up()
+    extra = os.environ.get("SKIPLOCK_TEST_TEMPLATE_SQL")
+    if extra:
+        with psycopg.connect(conninfo, autocommit=True) as c:
+            c.execute(Path(extra).read_text().encode())
 
 
 postgresql_noproc = factories.postgresql_noproc(

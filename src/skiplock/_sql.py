@@ -13,16 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from typing import LiteralString
 
 __all__ = ["QUERIES", "Migration", "Statement", "migrations", "sql_root"]
 
-Kind = Literal["one", "many", "exec"]
-
-_HEADER = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s+:(?P<kind>one|many|exec)\s*$", re.M)
+# The :one / :many / :exec suffix tells the reader what a statement returns; nothing reads it.
+_HEADER = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s+:(?:one|many|exec)\s*$", re.M)
 _MIGRATION_FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 NO_TRANSACTION = "-- skiplock:no-transaction"
 
@@ -32,7 +31,6 @@ class Statement:
     """A named SQL statement with ``%(param)s`` placeholders."""
 
     name: str
-    kind: Kind
     text: LiteralString
 
 
@@ -79,7 +77,7 @@ def parse_queries(text: str, origin: str = "<string>") -> dict[str, Statement]:
             raise ValueError(f"{origin}: query {name!r} has no SQL")
         if name in found:
             raise ValueError(f"{origin}: query {name!r} is defined twice")
-        found[name] = Statement(name, cast(Kind, match["kind"]), body)
+        found[name] = Statement(name, body)
     return found
 
 

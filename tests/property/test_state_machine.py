@@ -1,6 +1,6 @@
 """Hypothesis drives the SQL engine with random operations and compares it with a tiny model.
 
-Invariants checked after every step (STYLE §7):
+Invariants checked after every step:
 - a job has at most one live lease, and a stale token never changes anything;
 - attempt <= max_attempts;
 - every job is in exactly one place (live table or history) and one state;

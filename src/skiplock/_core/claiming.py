@@ -12,7 +12,7 @@ def claim_size(*, concurrency: int, in_flight: int, prefetch: int, max_batch: in
     """Return how many jobs to claim now.
 
     A worker keeps at most ``concurrency + prefetch`` jobs leased: enough to start the next job
-    the moment one finishes, few enough that a crash strands little work (pitfalls FM-A7).
+    the moment one finishes, few enough that a crash strands little work (a dead worker's jobs wait out their leases).
     """
     room = concurrency + prefetch - in_flight
     return max(0, min(room, max_batch))

@@ -3,7 +3,7 @@
 Notifications are hints, never the source of truth (the worker also polls). After any
 connection loss the listener reconnects with exponential backoff, issues LISTEN again, and only
 then reports ``on_connect_cb`` so the worker runs a catch-up poll: a job enqueued while we were
-disconnected is found by that poll (pitfalls FM-C2).
+disconnected (whose notification nobody heard) is found by that poll.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Worker: the blocking face of AsyncWorker for sync applications.
 
-Not a generated twin on purpose (STYLE §3 allows an asyncio-only runtime): the worker is a
+Not a generated twin on purpose: the runtime is asyncio-only, and the worker is a
 long-running process, so ``run()`` owns an event loop in the calling thread and sync tasks still
 run in a thread pool. ``Worker`` accepts ``def`` tasks only, so nothing async hides in a sync app.
 """
