@@ -28,3 +28,6 @@ SELECT EXISTS (
     FROM pg_trigger
     WHERE tgname = 'skiplock_events_insert' AND tgrelid = to_regclass('skiplock.job')
 ) AS enabled;
+
+-- name: database_now :one
+SELECT now() AS now;

@@ -47,7 +47,8 @@ FROM skiplock.claim(
     queues => %(queues)s::text[],
     worker_id => %(worker_id)s::uuid,
     max_jobs => %(max_jobs)s::integer,
-    lease => %(lease)s::interval
+    lease => %(lease)s::interval,
+    as_of => coalesce(%(as_of)s::timestamptz, now())  -- as_of: a test's or skiplock.testing's clock
 );
 
 -- name: complete :many
@@ -56,8 +57,9 @@ FROM skiplock.complete(
     job_ids => %(job_ids)b::bigint[],
     lease_tokens => %(lease_tokens)b::uuid[],
     results => %(results)s::text[]::jsonb[],
-    -- the statement's time, not the transaction's: a task's job transaction completes it at its end
-    as_of => statement_timestamp()
+    -- by default the statement's time, not the transaction's: a task's job transaction
+    -- completes it at its end
+    as_of => coalesce(%(as_of)s::timestamptz, statement_timestamp())
 ) AS id;
 
 -- name: fail :one
@@ -68,7 +70,8 @@ SELECT skiplock.fail(
     error_type => %(error_type)s::text,
     traceback => %(traceback)s::text,
     retry_in => %(retry_in)s::interval,
-    retryable => %(retryable)s::boolean
+    retryable => %(retryable)s::boolean,
+    as_of => coalesce(%(as_of)s::timestamptz, now())
 ) AS state;
 
 -- name: heartbeat :many
@@ -102,7 +105,7 @@ FROM skiplock.release(
 
 -- name: reap :many
 SELECT job_id, state
-FROM skiplock.reap(max_jobs => %(max_jobs)s::integer);
+FROM skiplock.reap(max_jobs => %(max_jobs)s::integer, as_of => coalesce(%(as_of)s::timestamptz, now()));
 
 -- name: retry_failed :many
 SELECT id

@@ -16,7 +16,8 @@ FROM skiplock.upsert_schedule(
 
 -- name: fire_schedule :many
 SELECT tick, job_id
-FROM skiplock.fire_schedule(name => %(name)s::text, ticks => %(ticks)s::timestamptz[]);
+FROM skiplock.fire_schedule(name => %(name)s::text, ticks => %(ticks)s::timestamptz[],
+                            as_of => coalesce(%(as_of)s::timestamptz, now()));
 
 -- name: list_schedules :many
 SELECT s.*, now() AS db_now

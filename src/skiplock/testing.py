@@ -28,7 +28,6 @@ from psycopg.rows import dict_row
 from skiplock._core import statements
 from skiplock._core.cron import due_ticks
 from skiplock._core.rows import job_from_row, parent_result_from_row
-from skiplock._sql import QUERIES
 from skiplock.client import Client
 from skiplock.context import _CURRENT, JobContext, set_current
 from skiplock.errors import ConfigError, Fail, Retry
@@ -113,19 +112,11 @@ def drain(
     worker_id = uuid.uuid4()
     with _connect(client) as conn:
         at = _now(conn) + offset
-        _run(conn, "testing_reap", as_of=at)
+        _run(conn, statements.reap(10_000, as_of=at))
         if schedules:
             _fire_schedules(conn, at)
         while True:
-            rows = _run(
-                conn,
-                "testing_claim",
-                queues=served,
-                worker_id=worker_id,
-                max_jobs=100,
-                lease=_LEASE,
-                as_of=at,
-            )
+            rows = _run(conn, statements.claim(served, worker_id, 100, _LEASE, as_of=at))
             if not rows:
                 return out
             for row in rows:
@@ -143,15 +134,7 @@ def abandon(
     their lease expires (advance the clock past ``lease``; the next :func:`drain` reaps them)."""
     offset = clock.offset if clock is not None else timedelta(0)
     with _connect(client) as conn:
-        rows = _run(
-            conn,
-            "testing_claim",
-            queues=list(queues),
-            worker_id=uuid.uuid4(),
-            max_jobs=10_000,
-            lease=lease,
-            as_of=_now(conn) + offset,
-        )
+        rows = _run(conn, statements.claim(queues, uuid.uuid4(), 10_000, lease, as_of=_now(conn) + offset))
     return [int(r["id"]) for r in rows]
 
 
@@ -233,13 +216,12 @@ def _run_one(
     out: Drained,
 ) -> None:
     task = registry.get(job.task)
-    common = {"job_id": job.id, "lease_token": job.lease_token, "as_of": at}
     if task is None:
         _record_failure(
             conn,
             job,
             out,
-            common,
+            at,
             error=f"unknown task {job.task!r}",
             error_type="UnknownTask",
             retryable=False,
@@ -248,7 +230,7 @@ def _run_one(
     try:
         kwargs = task.bind_args(job.args)
     except ConfigError as exc:
-        _record_failure(conn, job, out, common, error=str(exc), error_type="BadArguments", retryable=False)
+        _record_failure(conn, job, out, at, error=str(exc), error_type="BadArguments", retryable=False)
         return
     token = set_current(JobContext(job=job, worker_id=job.worker_id or uuid.uuid4(), _reads=_Reads(conn)))
     try:
@@ -257,7 +239,7 @@ def _run_one(
             value = asyncio.run(_awaited(value))
     except Retry as exc:
         after = exc.after if exc.after is not None else task.retry_delay(job)
-        _record_failure(conn, job, out, common, error=exc.reason, error_type="Retry", retry_in=after)
+        _record_failure(conn, job, out, at, error=exc.reason, error_type="Retry", retry_in=after)
         return
     except Exception as exc:
         retryable = not isinstance(exc, Fail) and not isinstance(exc, task.no_retry_on)
@@ -265,7 +247,7 @@ def _run_one(
             conn,
             job,
             out,
-            common,
+            at,
             error=str(exc) or type(exc).__name__,
             error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
             traceback="".join(tb.format_exception(exc)),
@@ -275,7 +257,7 @@ def _run_one(
         return
     finally:
         _CURRENT.reset(token)
-    _run(conn, "testing_complete", result=None if value is None else statements.dumps(value), **common)
+    _run(conn, statements.complete([job.id], [_lease(job)], [value], as_of=at))
     out.completed.append(job.id)
     out.results[job.id] = value
 
@@ -288,7 +270,7 @@ def _record_failure(
     conn: psycopg.Connection[Any],
     job: Job,
     out: Drained,
-    common: dict[str, Any],
+    at: datetime,
     *,
     error: str,
     error_type: str,
@@ -298,13 +280,16 @@ def _record_failure(
 ) -> None:
     (row,) = _run(
         conn,
-        "testing_fail",
-        error=error,
-        error_type=error_type,
-        traceback=traceback,
-        retry_in=retry_in,
-        retryable=retryable,
-        **common,
+        statements.fail(
+            job.id,
+            _lease(job),
+            error=error,
+            error_type=error_type,
+            traceback=traceback,
+            retry_in=retry_in,
+            retryable=retryable,
+            as_of=at,
+        ),
     )
     out.errors[job.id] = error
     {"retryable": out.retried, "failed": out.failed, "cancelled": out.cancelled}.get(
@@ -313,12 +298,12 @@ def _record_failure(
 
 
 def _fire_schedules(conn: psycopg.Connection[Any], at: datetime) -> None:
-    for row in _run(conn, "list_schedules"):
+    for row in _run(conn, statements.list_schedules()):
         if row["paused"]:
             continue
         ticks = due_ticks(row["cron"], row["tz"], max(row["last_tick"], at - row["catch_up"]), at)
         if ticks:
-            _run(conn, "testing_fire_schedule", name=row["name"], ticks=ticks, as_of=at)
+            _run(conn, statements.fire_schedule(row["name"], ticks, as_of=at))
 
 
 def _connect(client: Client) -> psycopg.Connection[Any]:
@@ -326,11 +311,17 @@ def _connect(client: Client) -> psycopg.Connection[Any]:
 
 
 def _now(conn: psycopg.Connection[Any]) -> datetime:
-    (row,) = _run(conn, "testing_now")
+    (row,) = _run(conn, statements.database_now())
     now: datetime = row["now"]
     return now
 
 
-def _run(conn: psycopg.Connection[Any], query: str, /, **params: Any) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = conn.execute(QUERIES[query].text, params).fetchall()
+def _lease(job: Job) -> uuid.UUID:
+    if job.lease_token is None:  # claim always sets one
+        raise ConfigError(f"job {job.id} was claimed without a lease token")
+    return job.lease_token
+
+
+def _run(conn: psycopg.Connection[Any], bound: statements.BoundStatement) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = conn.execute(bound.statement.text, bound.params).fetchall()
     return rows

@@ -352,6 +352,7 @@ def test_claim_query_columns_match_the_positional_decoder(conn):
         "worker_id": "00000000-0000-0000-0000-000000000001",
         "max_jobs": 1,
         "lease": "30s",
+        "as_of": None,
     }
     with conn.cursor() as cur:
         cur.execute(QUERIES["claim"].text, params)

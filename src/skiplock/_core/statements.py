@@ -121,17 +121,31 @@ def enqueue_many(specs: Sequence[JobSpec], depends_on: Sequence[str | None] | No
     )
 
 
-def claim(queues: Sequence[str], worker_id: UUID, max_jobs: int, lease: timedelta) -> BoundStatement:
-    return _bind("claim", queues=list(queues), worker_id=worker_id, max_jobs=max_jobs, lease=lease)
+# as_of (claim, complete, fail, reap, fire_schedule): the time the database acts at, for tests and
+# skiplock.testing; None (the runtime) is the database's clock.
 
 
-def complete(job_ids: Sequence[int], lease_tokens: Sequence[UUID], results: Sequence[Json]) -> BoundStatement:
+def claim(
+    queues: Sequence[str], worker_id: UUID, max_jobs: int, lease: timedelta, as_of: datetime | None = None
+) -> BoundStatement:
+    return _bind(
+        "claim", queues=list(queues), worker_id=worker_id, max_jobs=max_jobs, lease=lease, as_of=as_of
+    )
+
+
+def complete(
+    job_ids: Sequence[int],
+    lease_tokens: Sequence[UUID],
+    results: Sequence[Json],
+    as_of: datetime | None = None,
+) -> BoundStatement:
     encoded = [None if r is None else dumps(r) for r in results]
     return _bind(
         "complete",
         job_ids=list(job_ids),
         lease_tokens=list(lease_tokens),
         results=None if all(r is None for r in encoded) else encoded,
+        as_of=as_of,
     )
 
 
@@ -144,6 +158,7 @@ def fail(
     traceback: str | None = None,
     retry_in: timedelta | None = None,
     retryable: bool = True,
+    as_of: datetime | None = None,
 ) -> BoundStatement:
     return _bind(
         "fail",
@@ -154,6 +169,7 @@ def fail(
         traceback=traceback,
         retry_in=retry_in,
         retryable=retryable,
+        as_of=as_of,
     )
 
 
@@ -184,8 +200,8 @@ def release(job_ids: Sequence[int], lease_tokens: Sequence[UUID]) -> BoundStatem
     return _bind("release", job_ids=list(job_ids), lease_tokens=list(lease_tokens))
 
 
-def reap(max_jobs: int = 1000) -> BoundStatement:
-    return _bind("reap", max_jobs=max_jobs)
+def reap(max_jobs: int = 1000, as_of: datetime | None = None) -> BoundStatement:
+    return _bind("reap", max_jobs=max_jobs, as_of=as_of)
 
 
 def retry_failed(
@@ -303,8 +319,12 @@ def upsert_schedule(
     )
 
 
-def fire_schedule(name: str, ticks: Sequence[datetime]) -> BoundStatement:
-    return _bind("fire_schedule", name=name, ticks=list(ticks))
+def fire_schedule(name: str, ticks: Sequence[datetime], as_of: datetime | None = None) -> BoundStatement:
+    return _bind("fire_schedule", name=name, ticks=list(ticks), as_of=as_of)
+
+
+def database_now() -> BoundStatement:
+    return _bind("database_now")
 
 
 def list_schedules() -> BoundStatement:
