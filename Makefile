@@ -36,12 +36,12 @@ lint:            ## ruff, ruff format --check, mypy --strict and the import laye
 generate:        ## rewrite the generated files: sync twins, CLI reference, schema dump
 	$(PY) tools/async_to_sync.py
 	$(PY) tools/cli_reference.py
-	if [ -f tools/schema_dump.py ]; then $(PY) tools/schema_dump.py; fi
+	$(PY) tools/schema_dump.py
 
 check-generated: ## fail if a generated file differs from what `make generate` would write
 	$(PY) tools/async_to_sync.py --check
 	$(PY) tools/cli_reference.py --check
-	if [ -f tools/schema_dump.py ]; then $(PY) tools/schema_dump.py --check; fi
+	$(PY) tools/schema_dump.py --check
 
 docs:            ## build the documentation site strictly (into a temporary folder)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir "$$(mktemp -d)"

@@ -9,6 +9,12 @@ CREATE TABLE IF NOT EXISTS skiplock.migration (
     checksum   text        NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
 );
+-- The files of sql/functions as last applied (repeatable migrations: re-applied when changed).
+CREATE TABLE IF NOT EXISTS skiplock.migration_file (
+    name       text        NOT NULL PRIMARY KEY,
+    checksum   text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
 
 -- name: migration_applied :many
 SELECT version, name, checksum, applied_at
@@ -19,8 +25,30 @@ ORDER BY version;
 INSERT INTO skiplock.migration (version, name, checksum)
 VALUES (%(version)s, %(name)s, %(checksum)s);
 
+-- name: migration_forget :exec
+DELETE FROM skiplock.migration WHERE version = ANY(%(versions)s::integer[]);
+
+-- name: migration_files_applied :many
+SELECT name, checksum, applied_at
+FROM skiplock.migration_file
+ORDER BY name;
+
+-- name: migration_file_record :exec
+INSERT INTO skiplock.migration_file (name, checksum)
+VALUES (%(name)s, %(checksum)s)
+ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+
+-- name: migration_file_forget :exec
+DELETE FROM skiplock.migration_file WHERE NOT (name = ANY(%(names)s::text[]));
+
+-- name: migration_file_present :one
+SELECT to_regclass('skiplock.migration_file') IS NOT NULL AS present;
+
 -- name: schema_exists :one
 SELECT to_regclass('skiplock.migration') IS NOT NULL AS present;
+
+-- name: create_roles :exec
+SELECT skiplock._create_roles();
 
 -- name: grant_roles :many
 SELECT role_name, granted

@@ -1,7 +1,17 @@
-"""Registry of the SQL that ships with skiplock: named statements and migrations.
+"""Registry of the SQL that ships with skiplock: named statements, migrations and routines.
 
 The files under ``sql/`` are the single source of truth. In a wheel they live at
-``skiplock/sql``; in a source checkout (editable install) at the repository's ``sql/``.
+``skiplock/sql``; in a source checkout (editable install) at the repository's ``sql/``:
+
+- ``migrations/NNNN_name.sql``: versioned DDL (tables, types, indexes, data moves), applied once
+  each, in order; ``migrations/legacy.sha256`` names the pre-release migrations squashed into the
+  baseline.
+- ``functions/*.sql``: the current text of every function, trigger, view and grant, applied with
+  ``CREATE OR REPLACE`` after the versioned migrations in the order of ``functions/manifest.txt``,
+  and re-applied whenever a file's checksum changes (a repeatable migration).
+- ``after_migrate.sql``: run after any migration that changed something.
+- ``queries/*.sql``: the named statements the library runs.
+
 This module only reads those files; it never touches a database.
 """
 
@@ -18,12 +28,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from typing import LiteralString
 
-__all__ = ["QUERIES", "Migration", "Statement", "migrations", "sql_root"]
+__all__ = [
+    "QUERIES",
+    "Migration",
+    "Routine",
+    "Statement",
+    "after_migrate",
+    "legacy_migrations",
+    "migrations",
+    "routines",
+    "sql_root",
+]
 
 # The :one / :many / :exec suffix tells the reader what a statement returns; nothing reads it.
 _HEADER = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s+:(?:one|many|exec)\s*$", re.M)
 _MIGRATION_FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
-NO_TRANSACTION = "-- skiplock:no-transaction"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +62,14 @@ class Migration:
     text: LiteralString
     checksum: str
 
-    @property
-    def in_transaction(self) -> bool:
-        """Whether the migration runs inside a transaction (the default)."""
-        return not self.text.lstrip().startswith(NO_TRANSACTION)
+
+@dataclass(frozen=True, slots=True)
+class Routine:
+    """One current file of functions, triggers, views or grants (``sql/functions/<name>``)."""
+
+    name: str
+    text: LiteralString
+    checksum: str
 
 
 def sql_root() -> Path:
@@ -123,3 +146,49 @@ def migrations() -> tuple[Migration, ...]:
         if migration.version != expected:
             raise ValueError(f"migration versions must be sequential from 1; found {migration.version}")
     return tuple(found)
+
+
+@cache
+def routines() -> tuple[Routine, ...]:
+    """Return the files of ``sql/functions`` in the order of its ``manifest.txt``.
+
+    Every ``.sql`` file of the folder must be listed exactly once, so a new file cannot be
+    forgotten and an order is always declared.
+    """
+    folder = sql_root() / "functions"
+    listed = [
+        line.strip()
+        for line in (folder / "manifest.txt").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    present = sorted(p.name for p in folder.glob("*.sql"))
+    if sorted(listed) != present or len(set(listed)) != len(listed):
+        missing = sorted(set(present) - set(listed))
+        unknown = sorted(set(listed) - set(present))
+        twice = sorted({n for n in listed if listed.count(n) > 1})
+        raise ValueError(
+            f"{folder / 'manifest.txt'} must list every file of {folder} once:"
+            f" not listed {missing}, not found {unknown}, listed twice {twice}"
+        )
+    found: list[Routine] = []
+    for name in listed:
+        text = (folder / name).read_text(encoding="utf-8")
+        found.append(Routine(name, text, hashlib.sha256(text.encode()).hexdigest()))
+    return tuple(found)
+
+
+@cache
+def after_migrate() -> LiteralString:
+    """Return ``sql/after_migrate.sql``: statements run after any migration that changed something."""
+    return (sql_root() / "after_migrate.sql").read_text(encoding="utf-8")
+
+
+@cache
+def legacy_migrations() -> dict[int, tuple[str, str]]:
+    """Return the squashed pre-release migrations: version -> (name, sha256 of the file)."""
+    found: dict[int, tuple[str, str]] = {}
+    for line in (sql_root() / "migrations" / "legacy.sha256").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            version, name, checksum = line.split()
+            found[int(version)] = (name, checksum)
+    return found

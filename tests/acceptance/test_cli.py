@@ -44,7 +44,6 @@ def empty_dsn(dsn: str) -> Iterator[str]:
 
 def test_migrate_applies_once_then_is_a_no_op(empty_dsn):
     versions = [m.version for m in migrations()]
-    assert versions[:2] == [1, 2]
     assert cli("migrate", "--dsn", empty_dsn) == (0, f"applied migrations {versions}\n")
     assert cli("migrate", "--dsn", empty_dsn) == (0, "already up to date\n")
     code, out = cli("migrate", "--status", "--dsn", empty_dsn)
@@ -56,7 +55,7 @@ def test_migrate_applies_once_then_is_a_no_op(empty_dsn):
 def test_migrate_sql_output_installs_the_schema_when_piped_into_the_database(empty_dsn):
     code, script = cli("migrate", "--sql")
     assert code == 0
-    assert "CREATE FUNCTION skiplock.claim" in script
+    assert "CREATE OR REPLACE FUNCTION skiplock.claim" in script
     with psycopg.connect(empty_dsn, autocommit=True) as c:
         c.execute(script)
         assert c.execute("SELECT count(*) FROM skiplock.enqueue('q', 't')").fetchone() == (1,)

@@ -118,7 +118,7 @@ def test_ten_megabyte_args(client, conn):
     big = {"blob": "x" * 10_000_000}
     with pytest.raises(skiplock.InvalidInput, match="exceed the limit of 262144 bytes"):
         client.enqueue("t", big)
-    with pytest.raises(skiplock.InvalidInput, match=r"exceed the limit of 262144 bytes \(job 2\)"):
+    with pytest.raises(skiplock.InvalidInput, match=r"exceed the limit of 262144 bytes \(batch position 2\)"):
         client.enqueue_many([skiplock.JobSpec(task="t"), skiplock.JobSpec(task="t", args=big)])
     nothing_written(conn)
 

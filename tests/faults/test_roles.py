@@ -1,4 +1,4 @@
-"""Least privilege (migration 0011): the permission matrix of the three group roles.
+"""Least privilege (sql/functions/grants.sql): the permission matrix of the three group roles.
 
 Each test logs in as real LOGIN roles made members of skiplock_producer, skiplock_worker or
 skiplock_monitor, and shows that each can do its job end to end and nothing else: every refusal
@@ -58,6 +58,7 @@ EXECUTE = {
         "retry_delay",
         "_check_job",
         "_check_cron",
+        "_cron_error",
         "_check_tz",
         "_error_entry",
         "_invalid",
@@ -68,15 +69,18 @@ EXECUTE = {
         "_notify_done",
         "_setting",
         "_show",
+        "_at",
+        "_history_row",
     },
     MONITOR: {"job_graph", "parent_results"},
 }
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 #: Privileges on the schema's tables and views (history partitions apart), per role.
 TABLES: dict[str, dict[str, set[str]]] = {
-    PRODUCER: {"migration": {"SELECT"}, "jobs": {"SELECT"}},
+    PRODUCER: {"migration": {"SELECT"}, "migration_file": {"SELECT"}, "jobs": {"SELECT"}},
     WORKER: {
         "migration": {"SELECT"},
+        "migration_file": {"SELECT"},
         "job": {"SELECT", "UPDATE", "DELETE"},
         "job_history": {"SELECT", "INSERT"},
         "queue": {"SELECT", "UPDATE"},
@@ -91,7 +95,7 @@ TABLES: dict[str, dict[str, set[str]]] = {
 }
 MAIN_RELATIONS = (
     "job", "job_history", "job_dependency", "queue", "queue_key_bucket", "worker", "schedule", "migration",
-    "jobs", "queue_stats", "workers", "queue_activity", "task_stats", "recent_failures", "health", "webhooks",
+    "migration_file", "jobs", "queue_stats", "workers", "queue_activity", "task_stats", "recent_failures", "health", "webhooks",
 )  # fmt: skip
 TABLES[MONITOR] = {name: {"SELECT"} for name in MAIN_RELATIONS}
 
@@ -113,6 +117,7 @@ ADMIN = {
     "drop history": "DROP TABLE skiplock.job_history",
     "alter job": "ALTER TABLE skiplock.job ADD COLUMN intruder integer",
     "grant roles": "SELECT * FROM skiplock._grant_roles()",
+    "create roles": "SELECT skiplock._create_roles()",
 }
 #: What the worker does through functions only; as plain SQL it is refused to producers and monitors.
 WORKER_CALLS = {
@@ -130,6 +135,13 @@ WORKER_CALLS = {
     "insert job": "INSERT INTO skiplock.job (queue, task, state) VALUES ('q', 't', 'running')",
     "update queue": "UPDATE skiplock.queue SET paused_at = now()",
 }
+
+
+@pytest.fixture(autouse=True)
+def roles(dsn: str) -> None:
+    """The group roles exist and hold their privileges: migrating creates no role, `skiplock
+    migrate --roles` (Migrator.grant_roles) does."""
+    assert skiplock.Migrator(dsn).grant_roles() == {PRODUCER: True, WORKER: True, MONITOR: True}
 
 
 @pytest.fixture
@@ -508,7 +520,7 @@ async def test_a_plain_owner_migrates_and_its_roles_work(conn, dsn, login):
         refused(worker, "DROP TABLE skiplock.job_history")
         with psycopg.connect(owned, autocommit=True) as c, pytest.raises(errors.InsufficientPrivilege):
             c.execute("CREATE ROLE skiplock_t_not_allowed NOLOGIN")
-        with pytest.raises(skiplock.SkiplockError, match="permission denied for function _grant_roles"):
+        with pytest.raises(skiplock.SkiplockError, match="permission denied for function _create_roles"):
             skiplock.Migrator(worker).grant_roles()
     finally:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))

@@ -17,6 +17,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+import skiplock
+from skiplock._sql import migrations
+
 pytest.importorskip("django")
 PROJECT = Path(__file__).resolve().parents[1] / "django_project"
 
@@ -55,7 +58,10 @@ def test_django_project_end_to_end(django_dsn: str):
     """Pass: see the module docstring; every step asserts what a Django user relies on."""
     run(django_dsn, "manage.py", "migrate", "--no-input")
     with psycopg.connect(django_dsn) as c:
-        assert c.execute("SELECT max(version) FROM skiplock.migration").fetchone()[0] >= 18
+        assert (
+            c.execute("SELECT max(version) FROM skiplock.migration").fetchone()[0] == migrations()[-1].version
+        )
+    assert skiplock.Migrator(django_dsn).status().is_current  # the functions too
 
     ids = json.loads(run(django_dsn, "scenario.py", "enqueue").splitlines()[-1])
     assert ids["states"] == [

@@ -1,4 +1,4 @@
-"""Job dependencies in SQL (migration 0018): waiting, release by the last parent, cascades,
+"""Job dependencies in SQL (sql/functions/workflow.sql): waiting, release by the last parent, cascades,
 validation, races between a child's enqueue and its parent's completion, and fan-in cost."""
 
 from __future__ import annotations
@@ -173,16 +173,16 @@ def test_parents_already_finished_decide_at_enqueue(conn: Conn):
 
 
 BAD_GRAPHS = [
-    ([[-1]], "job 1 depends on itself"),
-    ([[-2], []], "job 1 depends on job 2 of the batch, which does not come before it"),
-    ([[], [-2]], "job 2 depends on itself"),
-    ([[], [999_999]], "job 2 depends on job 999999, which does not exist"),
+    ([[-1]], "the job at batch position 1 depends on itself"),
+    ([[-2], []], "the job at batch position 1 depends on batch position 2, which does not come before it"),
+    ([[], [-2]], "the job at batch position 2 depends on itself"),
+    ([[], [999_999]], "the job at batch position 2 depends on job 999999, which does not exist"),
     ([["x"]], "a parent must be a job id"),
     ([[1.5]], "a parent must be a job id"),
     ([[0]], "a parent must be a job id"),
     ([[{"job": -1, "on_failure": "sometimes"}]], "a parent must be a job id"),
     ([[{"job": 1, "extra": 1}]], "a parent must be a job id"),
-    ([{"not": "a list"}], "depends_on must be a JSON array of jobs, got object (job 1)"),
+    ([{"not": "a list"}], "depends_on must be a JSON array of jobs, got object (batch position 1)"),
 ]
 
 

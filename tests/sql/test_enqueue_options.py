@@ -106,7 +106,9 @@ def test_a_policy_stored_on_the_job_decides_when_fail_retries_it(conn):
 def test_bad_policies_are_rejected_and_nothing_is_written(conn, policy, message):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
         conn.execute("SELECT skiplock.enqueue('q', 't', retry_policy => %s::jsonb)", [policy])
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message.replace("(", r"\(") + ".*job 2"):
+    with pytest.raises(
+        psycopg.errors.InvalidParameterValue, match=message.replace("(", r"\(") + r".*\(batch position 2\)"
+    ):
         conn.execute(
             "SELECT skiplock.enqueue_many('{q}', '{t,t}', retry_policies => ARRAY[NULL, %s::jsonb])", [policy]
         )
@@ -183,7 +185,8 @@ def test_bad_windows_are_rejected(conn):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="dedupe_window needs a dedupe_key"):
         conn.execute("SELECT skiplock.enqueue('q', 't', dedupe_window => '1 hour')")
     with pytest.raises(
-        psycopg.errors.InvalidParameterValue, match=r"dedupe_window must not be negative.*job 2"
+        psycopg.errors.InvalidParameterValue,
+        match=r"dedupe_window must not be negative.*\(batch position 2\)",
     ):
         conn.execute(
             "SELECT skiplock.enqueue_many('{q}', '{t,t}', dedupe_keys => '{a,b}',"
@@ -228,4 +231,20 @@ def test_a_producer_racing_the_holders_completion_inserts_nothing(dsn, conn, bat
     finisher.close()
     producer.join(30)
     assert result == [holder]
+    assert conn.execute("SELECT count(*) FROM skiplock.job").fetchone() == (0,)
+
+
+def test_a_rejected_job_is_named_by_its_batch_position_and_intervals_read_as_given(conn):
+    # A single job has no position; a batch names the position, never a job id (none exists yet).
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as single:
+        conn.execute("SELECT skiplock.enqueue('q', 't', delay => %s)", [timedelta(seconds=-5)])
+    assert single.value.diag.message_primary == "skiplock: delay must not be negative, got -00:00:05"
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as batch:
+        conn.execute(
+            "SELECT skiplock.enqueue_many('{q}', '{t,t,t}', delays => %s::interval[])",
+            [[None, None, timedelta(seconds=-5)]],
+        )
+    assert batch.value.diag.message_primary == (
+        "skiplock: delay must not be negative, got -00:00:05 (batch position 3)"
+    )
     assert conn.execute("SELECT count(*) FROM skiplock.job").fetchone() == (0,)

@@ -86,7 +86,15 @@ def test_changing_a_schedule_keeps_its_progress(conn, schedule):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ("'s', '61 * *', 't'", "invalid cron expression"),
+        ("'s', '61 * *', 't'", "invalid cron expression .* has 3 fields, not 5 or 6"),
+        ("'s', '61 * * * *', 't'", 'minute field 61 is out of range 0-59 in "61 \\* \\* \\* \\*"'),
+        ("'s', '0 24 * * *', 't'", "hour field 24 is out of range 0-23"),
+        ("'s', '0 0 0 * *', 't'", "day-of-month field 0 is out of range 1-31"),
+        ("'s', '0 0 * 13 *', 't'", "month field 13 is out of range 1-12"),
+        ("'s', '0 0 * * 8', 't'", "day-of-week field 8 is out of range 0-7"),
+        ("'s', '60 * * * * *', 't'", "second field 60 is out of range 0-59"),
+        ("'s', '*/0 * * * *', 't'", "has step .0.; a step is a whole number of 1 or more"),
+        ("'s', '1,,2 * * * *', 't'", "has an empty list item"),
         ("'s', '* * * * *', 't', tz => 'Mars/Olympus'", "unknown time zone"),
         ("'s', '* * * * *', 't', catch_up => '-1 hour'", "catch_up must be between 0 and 31 days"),
         ("'s', '* * * * *', 'bad task'", "invalid task name"),
@@ -98,3 +106,12 @@ def test_bad_schedules_are_rejected_and_change_nothing(conn, args, message):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
         conn.execute(f"SELECT skiplock.upsert_schedule({args})")
     assert conn.execute("SELECT count(*) FROM skiplock.schedule").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    "cron",
+    ["0 9 * * MON-FRI", "*/15 0-23 1,15 * 1-5", "0 0 * * 5#3", "0 0 L * *", "0 0 15W * *", "*/5 * * * * *"],
+)
+def test_the_range_checks_accept_the_forms_the_schedulers_read(conn, cron):
+    conn.execute("SELECT skiplock.upsert_schedule('s', %s, 't')", [cron])
+    assert conn.execute("SELECT cron FROM skiplock.schedule").fetchone() == (cron,)

@@ -373,8 +373,8 @@ def test_mounted_in_starlette_and_fastapi(dsn, seeded):
             client.portal.call(dashboard.state.dashboard.close)  # a host's lifespan does not reach it
 
 
-def test_read_only_runs_as_skiplock_monitor_when_the_role_is_usable(make_client, seeded, conn):
-    conn.execute("SELECT * FROM skiplock._grant_roles()")  # creates the roles where they are missing
+def test_read_only_runs_as_skiplock_monitor_when_the_role_is_usable(make_client, seeded, dsn):
+    skiplock.Migrator(dsn).grant_roles()  # creates the roles where they are missing
     client = make_client()
     health = client.get("/health").text
     assert 'Connected as <span class="mono">skiplock_monitor</span>' in health

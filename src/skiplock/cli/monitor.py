@@ -60,13 +60,17 @@ def doctor(dsn: DsnOption = None) -> None:
     problems = 0
     status = Migrator(target).status()
     if status.is_current:
-        console.print(f"[green]ok[/]       schema: migrations 1-{max(status.applied)} applied")
+        newest = max(status.applied)
+        applied = "migration 1" if newest == 1 else f"migrations 1-{newest}"
+        console.print(f"[green]ok[/]       schema: {applied} applied, functions current")
     else:
         problems += 1
         detail = []
         detail += [f"pending {list(status.pending)}"] if status.pending else []
         detail += [f"unknown to this package {list(status.unknown)}"] if status.unknown else []
         detail += [f"changed since applied {list(status.mismatched)}"] if status.mismatched else []
+        if status.routines_pending:
+            detail += [f"functions to update in {', '.join(status.routines_pending)}"]
         console.print(f"[red]critical[/] schema: {', '.join(detail) or 'not installed'}")
         console.print("         fix: run `skiplock migrate` (or upgrade skiplock for unknown migrations)")
         if not status.applied:

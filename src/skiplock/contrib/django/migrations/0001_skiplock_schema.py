@@ -1,4 +1,4 @@
-"""Apply skiplock's own migrations (sql/migrations) to this database.
+"""Apply skiplock's own migrations (sql/migrations, then sql/functions) to this database.
 
 skiplock's schema lives in the `skiplock` schema and is versioned by skiplock itself (with its own
 advisory lock, so running this beside ``skiplock migrate`` is safe). After upgrading skiplock,
@@ -20,7 +20,7 @@ def apply_skiplock_schema(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    atomic = False  # skiplock runs each of its migrations in its own transaction
+    atomic = False  # skiplock migrates in a transaction of its own, on its own connection
     initial = True
     dependencies = ()
     operations = (migrations.RunPython(apply_skiplock_schema, migrations.RunPython.noop, elidable=False),)

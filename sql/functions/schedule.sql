@@ -1,46 +1,83 @@
--- 0003_schedules: cron schedules stored in the database, each tick enqueued exactly once.
---
--- Cron expressions are evaluated by the schedulers (every worker runs one; Python's croniter),
--- which hand the ticks they found due to fire_schedule(). The database decides: under the
--- schedule's row lock, only ticks later than last_tick become jobs, and last_tick moves past
--- them in the same transaction. However many schedulers race, each tick is enqueued once.
--- Ticks older than catch_up (measured on the database clock) are skipped, not enqueued: after
--- an outage, at most catch_up's worth of ticks is made up.
---
--- Migrations note: creates skiplock.schedule and its functions; nothing existing changes.
+-- sql/functions/schedule.sql: Cron schedules stored in the database, each tick enqueued once.
+-- The current definitions (CREATE OR REPLACE), applied by the migrator in the order of
+-- manifest.txt and re-applied when this file changes.
 
-CREATE TABLE skiplock.schedule (
-    name         text        NOT NULL,
-    cron         text        NOT NULL,
-    tz           text        NOT NULL DEFAULT 'UTC',
-    task         text        NOT NULL,
-    queue        text        NOT NULL DEFAULT 'default',
-    args         jsonb       NOT NULL DEFAULT '{}',
-    priority     smallint    NOT NULL DEFAULT 0,
-    max_attempts integer     NOT NULL DEFAULT 10,
-    catch_up     interval    NOT NULL DEFAULT '1 hour',
-    paused       boolean     NOT NULL DEFAULT false,
-    last_tick    timestamptz NOT NULL,  -- every tick up to here has been enqueued or skipped
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    updated_at   timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT schedule_pkey PRIMARY KEY (name),
-    CONSTRAINT schedule_args_object CHECK (jsonb_typeof(args) = 'object'),
-    CONSTRAINT schedule_catch_up_range CHECK (catch_up >= interval '0' AND catch_up <= interval '31 days')
-);
-
--- _check_cron: a 5-field (minute) or 6-field (second first) cron expression, checked for shape
--- here; the schedulers' cron library checks the values. Raises 22023.
-CREATE FUNCTION skiplock._check_cron(cron text)
+-- _cron_error: what is wrong with a cron expression, or NULL when nothing this function can see
+-- is: 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first; each field a
+-- comma-separated list of *, n, n-m, with an optional /step (1 or more), names (jan, mon) and the
+-- L, W, # and ? forms; every number within its field's range (second and minute 0-59, hour
+-- 0-23, day-of-month 1-31, month 1-12, day-of-week 0-7). The schedulers' cron library has the
+-- last word (it also rejects a day that never comes, such as 30 February), but a value out of
+-- range never reaches the table.
+CREATE OR REPLACE FUNCTION skiplock._cron_error(cron text)
 RETURNS text
 LANGUAGE plpgsql
 IMMUTABLE
 AS $$
+DECLARE
+    fields text[];
+    names  text[];
+    lo     integer[];
+    hi     integer[];
+    item   text;
+    step   text;
+    num    text;
+    k      integer;
 BEGIN
-    IF _check_cron.cron IS NULL
-       OR cardinality(regexp_split_to_array(btrim(_check_cron.cron), '\s+')) NOT IN (5, 6)
-       OR _check_cron.cron !~ '^[\sA-Za-z0-9*/,?#LW-]+$'
-       OR length(_check_cron.cron) > 200 THEN
-        PERFORM skiplock._invalid(format('invalid cron expression %s', skiplock._show(_check_cron.cron)),
+    IF _cron_error.cron IS NULL OR length(_cron_error.cron) > 200
+       OR _cron_error.cron !~ '^[\sA-Za-z0-9*/,?#LW-]+$' THEN
+        RETURN format('invalid cron expression %s', skiplock._show(_cron_error.cron));
+    END IF;
+    fields := regexp_split_to_array(btrim(_cron_error.cron), '\s+');
+    IF cardinality(fields) = 6 THEN
+        names := ARRAY['second', 'minute', 'hour', 'day-of-month', 'month', 'day-of-week'];
+        lo := ARRAY[0, 0, 0, 1, 1, 0];
+        hi := ARRAY[59, 59, 23, 31, 12, 7];
+    ELSIF cardinality(fields) = 5 THEN
+        names := ARRAY['minute', 'hour', 'day-of-month', 'month', 'day-of-week'];
+        lo := ARRAY[0, 0, 1, 1, 0];
+        hi := ARRAY[59, 23, 31, 12, 7];
+    ELSE
+        RETURN format('invalid cron expression %s: it has %s fields, not 5 or 6',
+                      skiplock._show(_cron_error.cron), cardinality(fields));
+    END IF;
+    FOR k IN 1..cardinality(fields) LOOP
+        FOREACH item IN ARRAY string_to_array(fields[k], ',') LOOP
+            IF item = '' THEN
+                RETURN format('%s field %s has an empty list item in %s', names[k],
+                              skiplock._show(fields[k]), skiplock._show(_cron_error.cron));
+            END IF;
+            step := substring(item FROM '/(.*)$');
+            IF step IS NOT NULL AND (step !~ '^[0-9]{1,9}$' OR step::integer < 1) THEN
+                RETURN format('%s field %s has step %s; a step is a whole number of 1 or more, in %s',
+                              names[k], skiplock._show(fields[k]), skiplock._show(step),
+                              skiplock._show(_cron_error.cron));
+            END IF;
+            -- The numbers of the range (before any /step, and before # in day-of-week's n#k).
+            FOR num IN SELECT m[1] FROM regexp_matches(split_part(split_part(item, '/', 1), '#', 1), '([0-9]+)', 'g') AS m
+            LOOP
+                IF length(num) > 9 OR num::integer NOT BETWEEN lo[k] AND hi[k] THEN
+                    RETURN format('%s field %s is out of range %s-%s in %s', names[k], num, lo[k], hi[k],
+                                  skiplock._show(_cron_error.cron));
+                END IF;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+-- _check_cron: the expression, trimmed, or 22023 with what _cron_error found.
+CREATE OR REPLACE FUNCTION skiplock._check_cron(cron text)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+DECLARE
+    problem text := skiplock._cron_error(_check_cron.cron);
+BEGIN
+    IF problem IS NOT NULL THEN
+        PERFORM skiplock._invalid(problem,
             'use 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first');
     END IF;
     RETURN btrim(_check_cron.cron);
@@ -48,7 +85,7 @@ END;
 $$;
 
 -- _check_tz: an IANA time zone name the server knows. Raises 22023.
-CREATE FUNCTION skiplock._check_tz(tz text)
+CREATE OR REPLACE FUNCTION skiplock._check_tz(tz text)
 RETURNS text
 LANGUAGE plpgsql
 STABLE
@@ -66,7 +103,7 @@ $$;
 -- every tick of `cron` in time zone `tz`. A new schedule starts from as_of (no ticks before it
 -- are made up); changing an existing one keeps its last_tick, so no tick fires twice.
 -- Bad input raises 22023 and changes nothing.
-CREATE FUNCTION skiplock.upsert_schedule(
+CREATE OR REPLACE FUNCTION skiplock.upsert_schedule(
     name         text,
     cron         text,
     task         text,
@@ -115,7 +152,7 @@ $$;
 -- Concurrency: any number of schedulers; the schedule's row lock serializes them and a tick at
 -- or before last_tick is never enqueued again, so each tick becomes exactly one job. A paused
 -- or deleted schedule fires nothing.
-CREATE FUNCTION skiplock.fire_schedule(
+CREATE OR REPLACE FUNCTION skiplock.fire_schedule(
     name  text,
     ticks timestamptz[],
     as_of timestamptz DEFAULT now()
@@ -155,7 +192,7 @@ $$;
 -- pause_schedule / resume_schedule: stop and restart firing. Ticks missed while paused are made
 -- up on resume only within catch_up. delete_schedule removes it. Each returns whether the
 -- schedule exists.
-CREATE FUNCTION skiplock._set_schedule_paused(name text, paused boolean)
+CREATE OR REPLACE FUNCTION skiplock._set_schedule_paused(name text, paused boolean)
 RETURNS boolean
 LANGUAGE sql
 AS $$
@@ -164,17 +201,17 @@ AS $$
     SELECT EXISTS (SELECT 1 FROM u);
 $$;
 
-CREATE FUNCTION skiplock.pause_schedule(name text)
+CREATE OR REPLACE FUNCTION skiplock.pause_schedule(name text)
 RETURNS boolean
 LANGUAGE sql
 AS $$ SELECT skiplock._set_schedule_paused(pause_schedule.name, true); $$;
 
-CREATE FUNCTION skiplock.resume_schedule(name text)
+CREATE OR REPLACE FUNCTION skiplock.resume_schedule(name text)
 RETURNS boolean
 LANGUAGE sql
 AS $$ SELECT skiplock._set_schedule_paused(resume_schedule.name, false); $$;
 
-CREATE FUNCTION skiplock.delete_schedule(name text)
+CREATE OR REPLACE FUNCTION skiplock.delete_schedule(name text)
 RETURNS boolean
 LANGUAGE sql
 AS $$

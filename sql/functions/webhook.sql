@@ -1,21 +1,41 @@
--- 0017_webhook_live_events: webhooks on the live transitions too: enqueued, started, retried,
--- progress (0015 had the final states only).
---
--- Each kind has its trigger, which exists only while an active webhook asks for one of its
--- events: an INSERT trigger on skiplock.job for enqueued, an UPDATE trigger on skiplock.job for
--- started, retried and progress, the history trigger of 0015 for the final states. Deliveries are
--- jobs of queue skiplock.webhooks and never call webhooks themselves.
---
--- Migrations note: replaces a constraint on skiplock.webhook, add_webhook and _webhooks_sync;
--- creates two trigger functions. Existing webhooks keep their events.
+-- sql/functions/webhook.sql: Webhooks: delivery jobs enqueued by triggers that exist only while a webhook does.
+-- The current definitions (CREATE OR REPLACE), applied by the migrator in the order of
+-- manifest.txt and re-applied when this file changes.
 
-ALTER TABLE skiplock.webhook
-    DROP CONSTRAINT webhook_events,
-    ADD CONSTRAINT webhook_events CHECK (
-        events <@ ARRAY['enqueued', 'started', 'retried', 'progress', 'completed', 'failed', 'cancelled']
-        AND cardinality(events) > 0);
+-- _webhooks_enqueue: AFTER INSERT ... FOR EACH STATEMENT on job_history (the final states):
+-- one delivery job per finished job and matching webhook. SECURITY DEFINER with a pinned
+-- search_path: workers complete jobs without any INSERT privilege on skiplock.job.
+CREATE OR REPLACE FUNCTION skiplock._webhooks_enqueue()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    INSERT INTO skiplock.job (queue, task, args, state, priority, max_attempts, run_at, created_at)
+    SELECT 'skiplock.webhooks', 'skiplock.deliver_webhook',
+           jsonb_build_object('webhook_id', w.id, 'event', h.state::text, 'job_id', h.id, 'queue', h.queue,
+                              'task', h.task, 'at', h.finished_at),
+           'available', 0, 12, now(), now()
+    FROM new_rows AS h
+    JOIN skiplock.webhook AS w
+      ON w.active AND h.state::text = ANY (w.events)
+     AND (w.queues IS NULL OR h.queue = ANY (w.queues))
+     AND (w.tasks IS NULL OR h.task = ANY (w.tasks))
+    WHERE h.queue <> 'skiplock.webhooks';  -- a delivery finishing never calls a webhook
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pg_notify('skiplock_insert', 'skiplock.webhooks');
+    END IF;
+    RETURN NULL;
+END;
+$$;
 
-CREATE FUNCTION skiplock._webhooks_enqueue_inserted()
+-- _webhooks_enqueue_inserted: AFTER INSERT ... FOR EACH STATEMENT on job (enqueued). Deliveries
+-- (queue skiplock.webhooks) never call webhooks themselves.
+CREATE OR REPLACE FUNCTION skiplock._webhooks_enqueue_inserted()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -48,7 +68,9 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION skiplock._webhooks_enqueue_updated()
+-- _webhooks_enqueue_updated: AFTER UPDATE ... FOR EACH STATEMENT on job (started, retried,
+-- progress), from the old and new transition tables.
+CREATE OR REPLACE FUNCTION skiplock._webhooks_enqueue_updated()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -112,7 +134,9 @@ BEGIN
 END;
 $$;
 
--- add_webhook: as in 0015, with every lifecycle event allowed.
+-- add_webhook: call `url` with a signed POST when a job reaches one of `events` (enqueued,
+-- started, retried, progress, completed, failed, cancelled), for the given queues and tasks
+-- (NULL: all). Returns the webhook's id. Bad input raises 22023 and changes nothing.
 CREATE OR REPLACE FUNCTION skiplock.add_webhook(
     url    text,
     secret text,
@@ -152,5 +176,18 @@ BEGIN
 END;
 $$;
 
-SELECT skiplock._webhooks_sync();
-SELECT * FROM skiplock._grant_roles();
+-- remove_webhook: delete a webhook (deliveries already enqueued still run, then find it gone
+-- and fail). Returns whether it existed.
+CREATE OR REPLACE FUNCTION skiplock.remove_webhook(webhook_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    found_it boolean;
+BEGIN
+    DELETE FROM skiplock.webhook AS w WHERE w.id = remove_webhook.webhook_id;
+    found_it := FOUND;
+    PERFORM skiplock._webhooks_sync();
+    RETURN found_it;
+END;
+$$;

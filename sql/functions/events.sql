@@ -1,4 +1,8 @@
--- 0014_events: job lifecycle events as NOTIFYs on channel skiplock_event, opt-in.
+-- sql/functions/events.sql: Lifecycle events (opt-in NOTIFYs).
+-- The current definitions (CREATE OR REPLACE), applied by the migrator in the order of
+-- manifest.txt and re-applied when this file changes.
+
+-- Job lifecycle events as NOTIFYs on channel skiplock_event, opt-in.
 --
 -- Payload: '<event>:<queue>', one per event kind and queue per transaction (NOTIFY folds
 -- identical payloads), never job data: listeners read what they need from the views. Events:
@@ -13,12 +17,10 @@
 -- disable_events()): a database that does not use them pays nothing, and one that does pays a
 -- scan of each statement's changed rows plus one NOTIFY per kind and queue. Every NOTIFY takes
 -- the notification queue's lock at commit, so enable them where someone listens.
---
--- Migrations note: creates functions only; no trigger until enable_events() is called.
 
 -- The trigger functions call only pg_notify (executable by anyone): they run with the rights of
 -- whoever changed the rows, and a worker or producer role holds no EXECUTE on skiplock helpers.
-CREATE FUNCTION skiplock._events_job_insert()
+CREATE OR REPLACE FUNCTION skiplock._events_job_insert()
 RETURNS trigger
 LANGUAGE plpgsql
 AS $$
@@ -29,7 +31,8 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION skiplock._events_job_update()
+-- _events_job_update: started, retried and progress, from the old and new rows of an UPDATE.
+CREATE OR REPLACE FUNCTION skiplock._events_job_update()
 RETURNS trigger
 LANGUAGE plpgsql
 AS $$
@@ -50,7 +53,8 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION skiplock._events_history_insert()
+-- _events_history_insert: completed, failed and cancelled, from the rows inserted into history.
+CREATE OR REPLACE FUNCTION skiplock._events_history_insert()
 RETURNS trigger
 LANGUAGE plpgsql
 AS $$
@@ -63,7 +67,7 @@ $$;
 
 -- enable_events: start emitting lifecycle events on channel skiplock_event (creates the
 -- triggers). Idempotent; returns true. Takes a brief lock on the two tables.
-CREATE FUNCTION skiplock.enable_events()
+CREATE OR REPLACE FUNCTION skiplock.enable_events()
 RETURNS boolean
 LANGUAGE plpgsql
 SET lock_timeout = '5s'
@@ -88,7 +92,7 @@ $$;
 
 -- disable_events: stop emitting lifecycle events (drops the triggers). Idempotent; returns
 -- whether events were enabled.
-CREATE FUNCTION skiplock.disable_events()
+CREATE OR REPLACE FUNCTION skiplock.disable_events()
 RETURNS boolean
 LANGUAGE plpgsql
 SET lock_timeout = '5s'
@@ -103,5 +107,3 @@ BEGIN
     RETURN was;
 END;
 $$;
-
-SELECT * FROM skiplock._grant_roles();

@@ -1,5 +1,73 @@
--- 0013_monitoring_views: what `skiplock monitor`, `skiplock doctor` and metrics read, for plain
--- SQL too.
+-- sql/functions/views.sql: Views for inspection with plain SQL, the CLI, the monitor, the dashboard and metrics.
+-- The current definitions (CREATE OR REPLACE), applied by the migrator in the order of
+-- manifest.txt and re-applied when this file changes.
+
+-- jobs: live and finished jobs together, one row per job, with progress (live jobs only) and
+-- pending_parents (0 for finished jobs).
+CREATE OR REPLACE VIEW skiplock.jobs AS
+    SELECT j.id, j.queue, j.task, j.args, j.state, j.priority, j.attempt, j.max_attempts,
+           j.run_at, j.created_at, j.attempted_at, j.lease_expires_at, j.worker_id, j.dedupe_key,
+           j.cancel_requested, j.errors, NULL::timestamptz AS finished_at, NULL::jsonb AS result,
+           j.progress, j.progress_message, j.pending_parents
+    FROM skiplock.job AS j
+    UNION ALL
+    SELECT h.id, h.queue, h.task, h.args, h.state, h.priority, h.attempt, h.max_attempts,
+           h.run_at, h.created_at, h.attempted_at, NULL, h.worker_id, h.dedupe_key,
+           false, h.errors, h.finished_at, h.result, NULL, NULL, 0
+    FROM skiplock.job_history AS h;
+
+-- queue_stats: one row per queue and state. Live states (scheduled, available, running,
+-- retryable) count every job; `failed` counts the whole retained dead-letter set; `completed`
+-- and `cancelled` count the last minute only (history can be huge). oldest_age is how long the
+-- oldest due job has waited (available, retryable and scheduled count from run_at), and
+-- per_second is the finishing rate over the last minute (terminal states only). Each row also
+-- carries its queue's limits.
+CREATE OR REPLACE VIEW skiplock.queue_stats AS
+    WITH live AS (
+        SELECT j.queue, j.state, count(*) AS jobs,
+               greatest(now() - min(j.run_at), interval '0') AS oldest_age,
+               NULL::numeric AS per_second
+        FROM skiplock.job AS j
+        GROUP BY j.queue, j.state
+    ),
+    recent AS (
+        SELECT h.queue, h.state, count(*) AS jobs, NULL::interval AS oldest_age,
+               round(count(*) / 60.0, 2) AS per_second
+        FROM skiplock.job_history AS h
+        WHERE h.finished_at >= now() - interval '1 minute' AND h.state <> 'failed'
+        GROUP BY h.queue, h.state
+    ),
+    dead AS (
+        SELECT h.queue, 'failed'::skiplock.job_state AS state, count(*) AS jobs,
+               NULL::interval AS oldest_age,
+               round(count(*) FILTER (WHERE h.finished_at >= now() - interval '1 minute') / 60.0, 2) AS per_second
+        FROM skiplock.job_history AS h
+        WHERE h.state = 'failed'
+        GROUP BY h.queue
+    ),
+    together AS (
+        SELECT * FROM live UNION ALL SELECT * FROM recent UNION ALL SELECT * FROM dead
+    )
+    SELECT t.queue, t.state, t.jobs, t.oldest_age, t.per_second,
+           COALESCE(q.paused_at IS NOT NULL AND (q.paused_until IS NULL OR q.paused_until > now()), false) AS paused,
+           q.concurrency_limit, q.rate_limit, q.key_arg, q.key_concurrency_limit, q.key_rate_limit
+    FROM together AS t
+    LEFT JOIN skiplock.queue AS q ON q.name = t.queue;
+
+-- workers: one row per registered worker: where it runs, what it serves, how long since its last
+-- heartbeat, the jobs it holds now (running, prefetched included) and has finished. A worker
+-- heartbeats every lease/3 (10 s by default); `stale` marks one silent for over a minute: it
+-- crashed or hangs, and the reaper returns its jobs once their leases expire.
+CREATE OR REPLACE VIEW skiplock.workers AS
+    SELECT w.id, w.host, w.pid, w.queues, w.concurrency, w.started_at, w.heartbeat_at,
+           now() - w.heartbeat_at AS heartbeat_age,
+           (SELECT count(*) FROM skiplock.job AS j WHERE j.state = 'running' AND j.worker_id = w.id) AS running,
+           w.jobs_done,
+           w.heartbeat_at < now() - interval '1 minute' AS stale
+    FROM skiplock.worker AS w;
+
+-- The monitoring views: what `skiplock monitor`, `skiplock doctor`, the dashboard and metrics
+-- read, for plain SQL too.
 --
 -- queue_activity  per queue, the last minute: jobs enqueued, started, finished per second, and
 --                 pickup latency (due -> first started) percentiles.
@@ -16,10 +84,7 @@
 -- the claim and running-job indexes for live jobs) or small catalogs; none holds a snapshot
 -- beyond its own statement. Seeing other sessions' transactions in `health` needs pg_monitor
 -- (or pg_read_all_stats) for roles other than superusers.
---
--- Migrations note: creates views only.
-
-CREATE VIEW skiplock.queue_activity AS
+CREATE OR REPLACE VIEW skiplock.queue_activity AS
     WITH created AS (
         SELECT j.queue, count(*) AS n FROM skiplock.job AS j
         WHERE j.created_at >= now() - interval '1 minute' GROUP BY j.queue
@@ -67,7 +132,9 @@ CREATE VIEW skiplock.queue_activity AS
     LEFT JOIN latency AS l ON l.queue = q.queue
     LEFT JOIN finished AS f ON f.queue = q.queue;
 
-CREATE VIEW skiplock.task_stats AS
+-- task_stats: per queue and task, the last five minutes of history: outcomes, failure rate, run
+-- time percentiles.
+CREATE OR REPLACE VIEW skiplock.task_stats AS
     SELECT h.queue, h.task,
            count(*) FILTER (WHERE h.state = 'completed') AS completed,
            count(*) FILTER (WHERE h.state = 'failed') AS failed,
@@ -87,7 +154,8 @@ CREATE VIEW skiplock.task_stats AS
     WHERE h.finished_at >= now() - interval '5 minutes'
     GROUP BY h.queue, h.task;
 
-CREATE VIEW skiplock.recent_failures AS
+-- recent_failures: the latest failed attempts (final or not) of the last hour.
+CREATE OR REPLACE VIEW skiplock.recent_failures AS
     SELECT f.id, f.queue, f.task, f.final, (f.e ->> 'attempt')::integer AS attempt,
            (f.e ->> 'at')::timestamptz AS failed_at, f.e ->> 'type' AS error_type, f.e ->> 'error' AS error
     FROM (
@@ -101,7 +169,9 @@ CREATE VIEW skiplock.recent_failures AS
     ) AS f
     WHERE (f.e ->> 'at')::timestamptz >= now() - interval '1 hour';
 
-CREATE VIEW skiplock.health AS
+-- health: one row per check of the PostgreSQL under the queue, with a status (ok / warn /
+-- critical) at documented thresholds, the value, and a fix.
+CREATE OR REPLACE VIEW skiplock.health AS
     WITH hot AS (
         SELECT s.n_live_tup, s.n_dead_tup, greatest(s.last_vacuum, s.last_autovacuum) AS vacuumed_at,
                pg_table_size('skiplock.job'::regclass) AS table_bytes,
@@ -242,4 +312,7 @@ CREATE VIEW skiplock.health AS
     )
     SELECT c.name, c.status, c.value, c.detail, c.fix FROM checks AS c;
 
-SELECT * FROM skiplock._grant_roles();
+-- webhooks: the registered webhooks, without their secrets.
+CREATE OR REPLACE VIEW skiplock.webhooks AS
+    SELECT w.id, w.url, w.events, w.queues, w.tasks, w.active, w.created_at
+    FROM skiplock.webhook AS w;
