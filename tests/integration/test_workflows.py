@@ -210,7 +210,10 @@ def test_cycles_and_foreign_specs_are_refused_before_anything_is_sent(client):
     loop = skiplock.JobSpec(task="t", queue="x")
     looped = skiplock.JobSpec(task="t", queue="x", depends_on=(loop,))
     object.__setattr__(loop, "depends_on", (looped,))  # the only way to tie the knot
-    with pytest.raises(ConfigError, match=r"dependency cycle: t \(job 1\) -> t \(job 2\) -> t \(job 1\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"dependency cycle: t \(batch position 1\) -> t \(batch position 2\) -> t \(batch position 1\)",
+    ):
         client.enqueue_many([loop, looped])
     with pytest.raises(ConfigError, match="on_parent_failure"):
         client.enqueue_many([t.using(on_parent_failure="sometimes").spec(n=1)])

@@ -46,10 +46,27 @@ def test_the_tick_limit_bounds_a_long_catch_up():
     assert next_tick("* * * * * *", "UTC", ticks[-1]) == ticks[-1] + timedelta(seconds=1)
 
 
-@pytest.mark.parametrize("expr", ["61 * * * *", "* * *", "* * * * * * *", "every minute", ""])
+@pytest.mark.parametrize("expr", ["* * *", "* * * * * * *", "every minute", ""])
 def test_bad_expressions_are_rejected(expr):
     with pytest.raises(skiplock.ConfigError, match="invalid cron expression"):
         check(expr, "UTC")
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("61 * * * *", "minute field 61 is out of range 0-59 in '61 * * * *'"),
+        ("0 0 * * 8", "day-of-week field 8 is out of range 0-7 in '0 0 * * 8'"),
+        (
+            "*/0 * * * *",
+            "minute field '*/0' has step '0'; a step is a whole number of 1 or more, in '*/0 * * * *'",
+        ),
+    ],
+)
+def test_a_value_out_of_range_is_named_with_its_field(expr, message):
+    with pytest.raises(skiplock.ConfigError) as raised:
+        check(expr, "UTC")
+    assert str(raised.value) == message
 
 
 def test_unknown_time_zones_are_rejected():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,15 +21,44 @@ def _seconds_first(expr: str) -> bool:
     return len(expr.split()) == 6
 
 
+_FIELDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+)
+_SECOND = ("second", 0, 59)
+_USAGE = "use 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first"
+
+
+def _field_problem(expr: str) -> str | None:
+    """What is wrong with the fields of ``expr`` (the checks of SQL's skiplock._cron_error), or None."""
+    fields = expr.split()
+    if len(fields) not in (5, 6):
+        return f"invalid cron expression {expr!r}: it has {len(fields)} fields, not 5 or 6; {_USAGE}"
+    rules = (_SECOND, *_FIELDS) if len(fields) == 6 else _FIELDS
+    for field, (name, lo, hi) in zip(fields, rules, strict=True):
+        for item in field.split(","):
+            if not item:
+                return f"{name} field {field!r} has an empty list item in {expr!r}"
+            base, _, step = item.partition("/")
+            if "/" in item and not (step.isascii() and step.isdigit() and int(step) >= 1):
+                return f"{name} field {field!r} has step {step!r}; a step is a whole number of 1 or more, in {expr!r}"
+            for number in re.findall(r"[0-9]+", base.partition("#")[0]):
+                if not lo <= int(number) <= hi:
+                    return f"{name} field {number} is out of range {lo}-{hi} in {expr!r}"
+    return None
+
+
 def check(expr: str, tz: str) -> None:
     """Raise ConfigError unless ``expr`` is a 5-field, or 6-field seconds-first, cron expression
     and ``tz`` an IANA time zone."""
-    fields = expr.split()
-    if len(fields) not in (5, 6) or not croniter.is_valid(expr, second_at_beginning=_seconds_first(expr)):
-        raise ConfigError(
-            f"invalid cron expression {expr!r}: use 5 fields (minute hour day-of-month month day-of-week) "
-            "or 6 with seconds first"
-        )
+    problem = _field_problem(expr)
+    if problem is not None:
+        raise ConfigError(problem)
+    if not croniter.is_valid(expr, second_at_beginning=_seconds_first(expr)):
+        raise ConfigError(f"invalid cron expression {expr!r}: {_USAGE}")
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:

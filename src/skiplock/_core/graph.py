@@ -91,7 +91,7 @@ def plan_batch(specs: Sequence[JobSpec]) -> BatchPlan:
     index = {id(s): i for i, s in enumerate(specs)}
     raw: list[list[tuple[int | None, int | None, str | None]]] = []
     for i, spec in enumerate(specs):
-        check_on_failure(spec.on_parent_failure, f"on_parent_failure (job {i + 1})")
+        check_on_failure(spec.on_parent_failure, f"on_parent_failure (batch position {i + 1})")
         edges: list[tuple[int | None, int | None, str | None]] = []
         for ref in spec.depends_on:
             target = ref.job if isinstance(ref, Dependency) else ref
@@ -102,7 +102,7 @@ def plan_batch(specs: Sequence[JobSpec]) -> BatchPlan:
                     on_failure = ref.on_failure
                 parent = index[id(target)]
                 if parent == i:
-                    raise ConfigError(f"job {i + 1} ({spec.task}) depends on itself")
+                    raise ConfigError(f"the job at batch position {i + 1} ({spec.task}) depends on itself")
                 edges.append((parent, None, on_failure))
             else:
                 job_id, on_failure = existing_parent(ref)
@@ -145,7 +145,7 @@ def plan_batch(specs: Sequence[JobSpec]) -> BatchPlan:
 def _cycle(
     specs: Sequence[JobSpec], raw: list[list[tuple[int | None, int | None, str | None]]], done: set[int]
 ) -> str:
-    """Describe one cycle among the jobs left unsorted: 'a (job 1) -> b (job 2) -> a (job 1)'."""
+    """Describe one cycle among the jobs left unsorted: 'a (batch position 1) -> b (batch position 2) -> a (batch position 1)'."""
     start = next(i for i in range(len(specs)) if i not in done)
     path: list[int] = []
     seen: dict[int, int] = {}
@@ -156,4 +156,4 @@ def _cycle(
         node = next(j for j, _, _ in raw[node] if j is not None and j not in done)
     loop = [*path[seen[node] :], node]
     loop.reverse()  # parent -> child
-    return " -> ".join(f"{specs[i].task} (job {i + 1})" for i in loop)
+    return " -> ".join(f"{specs[i].task} (batch position {i + 1})" for i in loop)
