@@ -12,6 +12,7 @@ from skiplock import JobState
 from waiting import await_until
 
 
+@pytest.mark.timing  # batches per second of wall time: a loaded machine stretches the loop
 async def test_progress_reported_in_a_hot_loop_is_coalesced_and_visible(dsn, client, conn):
     """Pass: 100,000 set_progress calls cost a handful of statements, and SQL sees the latest."""
     release = threading.Event()
