@@ -255,7 +255,7 @@ class Client:
         several, or a traced one, in one transaction. ``stmts`` is a list, or a function giving
         the next statement from the results so far (None when done: a workflow's later chunks
         name parents by the ids of earlier ones). A trace context goes with the jobs through
-        the transaction's skiplock.traceparent setting (migration 0016), cleared after them."""
+        the transaction's skiplock.traceparent setting (the job table's trace_parent default), cleared after them."""
         around = (
             (statements.set_traceparent(traceparent), statements.set_traceparent("")) if traceparent else None
         )

@@ -122,7 +122,7 @@ def _fields(job: Job) -> dict[str, Any]:
     return {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempt}
 
 
-#: The built-in webhook delivery task and its queue (jobs enqueued by migration 0015's trigger).
+#: The built-in webhook delivery task and its queue (jobs enqueued by the webhook triggers, sql/functions/webhook.sql).
 WEBHOOK_TASK = "skiplock.deliver_webhook"
 WEBHOOK_QUEUE = "skiplock.webhooks"
 
