@@ -69,11 +69,22 @@ ONLY_RUNNING = (
 )
 MUTANTS = [
     Mutant("complete", "no lease-token check", TOKEN, ""),
+    Mutant("complete", "archives the job as cancelled", "d.job, 'completed',", "d.job, 'cancelled',"),
+    # The history row of every finishing path is built by one helper: its mutants are killed by
+    # the contract tests of the paths that use it.
     Mutant(
-        "complete",
+        "_history_row",
         "keeps the attempt count off by one",
-        "d.priority, d.attempt,",
-        "d.priority, d.attempt + 1,",
+        "j.priority, j.attempt,",
+        "j.priority, j.attempt + 1,",
+        tests=("tests/sql/test_complete.py", "tests/sql/test_cancel.py"),
+    ),
+    Mutant(
+        "_history_row",
+        "drops the job's errors",
+        "coalesce(errors, j.errors)",
+        "coalesce(errors, '[]')",
+        tests=("tests/sql/test_cancel.py", "tests/sql/test_release.py", "tests/sql/test_fail.py"),
     ),
     Mutant("complete", "finishes at now() instead of as_of", "complete.as_of,", "now(),"),
     Mutant("complete", "drops the result", "THEN d.result\n", "THEN NULL\n"),
@@ -164,8 +175,9 @@ MUTANTS = [
         "cancel", "does not flag running jobs", "SET cancel_requested = true", "SET cancel_requested = false"
     ),
     Mutant("cancel", "tells no worker", "PERFORM pg_notify('skiplock_cancel', j.id::text)", "PERFORM j.id"),
-    Mutant("cancel", "resets the attempt count", "r.priority, r.attempt,", "r.priority, 0,"),
-    Mutant("cancel", "finishes at now() instead of as_of", "cancel.as_of, NULL", "now(), NULL"),
+    Mutant(
+        "cancel", "finishes at now() instead of as_of", "'cancelled', cancel.as_of)", "'cancelled', now())"
+    ),
     Mutant(
         "cancel", "does not report finished jobs", "UNION ALL SELECT h.id, h.state FROM finished AS h", ""
     ),
