@@ -8,7 +8,7 @@ FAST := not slow and not timing and not subprocess
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast test-faults lint generate check-generated docs demo \
-	bench bench-smoke bench-monitor churn explain
+	bench bench-smoke bench-monitor bench-web churn explain
 
 help:            ## list the targets
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,9 +56,13 @@ bench-smoke:     ## every benchmark workload at tiny sizes (needs skiplock[bench
 	$(PY) -m benchmarks --smoke
 	$(PY) -m benchmarks.churn --smoke
 	$(PY) -m benchmarks.monitor_load --smoke
+	$(PY) -m benchmarks.web_load --smoke
 
 bench-monitor:   ## drain throughput with and without the monitor and a metrics scrape watching
 	$(PY) -m benchmarks.monitor_load
+
+bench-web:       ## job search with 1M jobs in history, and drain throughput with the dashboard open
+	$(PY) -m benchmarks.web_load
 
 churn:           ## the 30-minute churn run; rewrites its section of docs/benchmarks.md
 	$(PY) -m benchmarks.churn --minutes 30 --write-docs

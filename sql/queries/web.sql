@@ -2,24 +2,36 @@
 -- actions that pass the ids a filter selects to the same skiplock.retry / skiplock.cancel the CLI
 -- calls. Every filter argument is optional (NULL: no filter).
 
+-- name: web_search_top :one
+-- Where a page of web_search_jobs starts: one above the highest job id below before_id (all jobs
+-- when NULL); NULL when no job is left below it. One backward probe of each id index, also in a
+-- generic plan (hence coalesce rather than "IS NULL OR", which a generic plan cannot fold).
+SELECT max(id) + 1 AS top
+FROM skiplock.jobs
+WHERE id < coalesce(%(before_id)s::bigint, 9223372036854775807);
+
 -- name: web_search_jobs :many
--- Keyset pagination, newest first: the next page passes the smallest id of this one as
--- before_id. ORDER BY id over the jobs view is a merge of backward scans of job_pkey and of each
--- history partition's id index, so a page reads about `limit` rows plus those the filters reject.
+-- One page of the job search, newest first, among the ids in [top - window, top): a page never
+-- examines more than `window` jobs, so a filter that matches little costs the same bounded walk
+-- as one that matches everything (ids come from one sequence, so the range holds at most
+-- `window` jobs). The next page starts below the smallest id shown, or, after a short page, at
+-- top - window. ORDER BY id over the jobs view is a merge of backward range scans of job_pkey
+-- and of each history partition's id index, each stopping at the window's floor.
 SELECT id, queue, task, state::text AS state, attempt, max_attempts, priority, created_at, run_at,
        finished_at, left(args::text, 300) AS args_preview,
        errors -> -1 ->> 'error' AS last_error
 FROM skiplock.jobs
-WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+WHERE id < %(top)s::bigint
+  AND id >= %(top)s::bigint - %(window)s::integer
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(state)s::skiplock.job_state IS NULL OR state = %(state)s::skiplock.job_state)
   AND (%(task)s::text IS NULL OR task = %(task)s::text)
   AND (%(args_path)s::jsonpath IS NULL OR args @@ %(args_path)s::jsonpath)
-  AND (%(error)s::text IS NULL OR EXISTS (
+  AND (%(error)s::text IS NULL OR (errors <> '[]' AND EXISTS (
         SELECT 1 FROM jsonb_array_elements(errors) AS e
-        WHERE strpos(lower(e ->> 'error'), lower(%(error)s::text)) > 0))
+        WHERE strpos(lower(e ->> 'error'), lower(%(error)s::text)) > 0)))
   AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
   AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
-  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
 ORDER BY id DESC
 LIMIT %(limit)s::integer;
 

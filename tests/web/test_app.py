@@ -256,8 +256,12 @@ def test_search_first_page_uses_the_id_indexes(dsn, conn):
     conn.execute("ANALYZE skiplock.job_history")
     from skiplock._sql import QUERIES
 
+    top_plan = "\n".join(
+        r[0] for r in conn.execute("EXPLAIN " + QUERIES["web_search_top"].text, {"before_id": None})
+    )
+    assert "Seq Scan" not in top_plan, top_plan  # one backward probe of each id index
     params = {"queue": "q1", "state": None, "task": None, "args_path": None, "error": None, "since": None,
-              "until": None, "before_id": None, "limit": 51}  # fmt: skip
+              "until": None, "top": 30001, "window": 200000, "limit": 51}  # fmt: skip
     plan = "\n".join(
         r[0] for r in conn.execute("EXPLAIN " + QUERIES["web_search_jobs"].text, params).fetchall()
     )
@@ -265,10 +269,47 @@ def test_search_first_page_uses_the_id_indexes(dsn, conn):
     assert "Merge Append" in plan, plan
     assert "using job_pkey on job" in plan, plan
     assert re.search(r"using job_history_\w+_id_idx on job_history_", plan), plan
+    # Every scan is bounded by the window: a filter that matches nothing stops at its floor.
+    assert plan.count("Index Cond: ((id < ") == plan.count("Index Scan Backward"), plan
     assert "Seq Scan" not in plan, plan
     assert not re.search(r"^\s*(->\s+)?(Incremental )?Sort  \(", plan, re.M), (
         plan
     )  # the indexes give the order
+
+
+def test_a_search_page_looks_through_a_bounded_window_and_goes_on(make_client, dsn):
+    with skiplock.Client(dsn) as c:
+        rare = c.enqueue("report", {"n": 1}, queue="slow").id
+        c.enqueue_many([skiplock.JobSpec(task="mail", args={"user": i}, queue="mail") for i in range(30)])
+    client = make_client(search_window=10)
+    first = client.get("/jobs", params={"queue": "slow"}).text
+    assert 'id="no-results"' not in first  # not "no job matches": only the newest ten were examined
+    note = first.split('id="searched">')[1].split("</p>")[0]
+    assert "No matches among ids" in note
+    assert "looks through 10 jobs at most" in note
+    pages = 1
+    page = first
+    while f'/job/{rare}"' not in page:
+        assert pages < 5, page
+        next_link = page.split('id="next-page" href="')[1].split('"')[0].replace("&amp;", "&")
+        assert "search older jobs" in page
+        page = client.get(next_link).text
+        pages += 1
+    assert pages == 4  # 30 newer jobs in windows of ten, then the window that holds it
+    assert 'id="next-page"' not in page  # nothing older is left
+    assert 'id="searched"' not in page
+    # Paging through the whole history finds every match exactly once.
+    found, link = [], "/jobs?queue=mail"
+    while link:
+        page = client.get(link).text
+        found += [int(i) for i in re.findall(r'href="/job/(\d+)"', page)]
+        link = (
+            page.split('id="next-page" href="')[1].split('"')[0].replace("&amp;", "&")
+            if 'id="next-page"' in page
+            else ""
+        )
+    assert len(found) == 30
+    assert len(set(found)) == 30
 
 
 def test_token_auth_login_cookie_and_bearer(make_client, seeded):

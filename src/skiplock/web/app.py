@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from skiplock.errors import DatabaseUnavailable, InvalidInput, JobNotFound, SkiplockError
 from skiplock.settings import resolve_dsn, scrub
 from skiplock.web import routes
-from skiplock.web.data import Dashboard
+from skiplock.web.data import SEARCH_WINDOW, Dashboard
 from skiplock.web.filters import FilterError
 from skiplock.web.render import environment
 from skiplock.web.security import CSRF_COOKIE, Auth, SecurityHeaders, new_csrf_cookie
@@ -42,6 +42,7 @@ def app(
     allowed_hosts: Sequence[str] | None = None,
     secret: bytes | None = None,
     refresh_s: float = 2.0,
+    search_window: int = SEARCH_WINDOW,
 ) -> Starlette:
     """Build the dashboard.
 
@@ -54,11 +55,15 @@ def app(
         allowed_hosts: ``Host`` headers to accept (refuses DNS-rebinding requests); None: any.
         secret: the key CSRF tokens are signed with (default: random per process).
         refresh_s: how often pages refresh their live parts.
+        search_window: how many jobs one page of the job search looks through at most (by id,
+            newest first), which bounds what a page costs however few jobs match.
 
     The pool opens on the first request; ``await application.state.dashboard.close()`` ends it
     (the application's own lifespan does that when it runs standalone).
     """
-    dashboard = Dashboard(dsn=dsn, write=write)
+    if search_window < 1:
+        raise ValueError(f"search_window must be at least 1, not {search_window}")
+    dashboard = Dashboard(dsn=dsn, write=write, search_window=search_window)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -65,6 +65,19 @@ def _bind(name: str, /, **params: Any) -> BoundStatement:
     return BoundStatement(QUERIES[name], params)
 
 
+#: How many jobs (by id, newest first) one page of the job search examines at most.
+SEARCH_WINDOW = 200_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchPage:
+    """One page of the job search."""
+
+    jobs: list[dict[str, Any]]
+    older: int | None  # the before_id of the next page; None when nothing older is left
+    searched: tuple[int, int] | None  # a short page with older jobs left: the ids it looked through
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QueueSummary:
     """One queue on the overview: its counts, rates, latency and limits."""
@@ -99,6 +112,7 @@ class Dashboard:
     dsn: str | None = None
     write: bool = False
     max_connections: int = 4
+    search_window: int = SEARCH_WINDOW
     role: str | None = None  # the role the pool's connections run as, once known
     samples: collections.deque[Sample] = field(default_factory=lambda: collections.deque(maxlen=_SAMPLES))
     _pool: AsyncConnectionPool | None = None
@@ -167,9 +181,28 @@ class Dashboard:
         found = await self._all(_bind("web_queue", queue=name))
         return found[0] if found else dict.fromkeys(_QUEUE_COLUMNS)
 
-    async def search(self, flt: JobFilter, *, before_id: int | None, limit: int) -> list[dict[str, Any]]:
-        """One page of jobs matching ``flt``, newest first, ids below ``before_id``."""
-        return await self._all(_bind("web_search_jobs", **flt.params(), before_id=before_id, limit=limit))
+    async def search(self, flt: JobFilter, *, before_id: int | None, limit: int) -> SearchPage:
+        """Up to ``limit`` jobs matching ``flt``, newest first, ids below ``before_id``.
+
+        A page examines at most ``search_window`` jobs, so it costs the same however few
+        jobs match; a short page says which ids it looked through (``searched``) and where to go
+        on (``older``).
+        """
+        top = await self._search_top(before_id)
+        if top is None:
+            return SearchPage(jobs=[], older=None, searched=None)
+        found = await self._all(
+            _bind("web_search_jobs", **flt.params(), top=top, window=self.search_window, limit=limit + 1)
+        )
+        if len(found) > limit:
+            return SearchPage(jobs=found[:limit], older=int(found[limit - 1]["id"]), searched=None)
+        floor = top - self.search_window
+        older = floor if floor > 1 and await self._search_top(floor) is not None else None
+        return SearchPage(jobs=found, older=older, searched=(floor, top - 1) if older is not None else None)
+
+    async def _search_top(self, before_id: int | None) -> int | None:
+        found = await self._all(_bind("web_search_top", before_id=before_id))
+        return None if found[0]["top"] is None else int(found[0]["top"])
 
     async def count(self, flt: JobFilter, action: str, cap: int) -> tuple[int, int | None]:
         """How many jobs (up to ``cap + 1``) a bulk ``action`` would touch, and their highest id."""

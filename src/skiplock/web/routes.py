@@ -239,13 +239,13 @@ def _before_id(request: Request) -> int | None:
 async def jobs(request: Request) -> Response:
     flt = JobFilter.parse(request.query_params)
     before_id = _before_id(request)
-    page = await _dashboard(request).search(flt, before_id=before_id, limit=PAGE_SIZE + 1)
-    more = len(page) > PAGE_SIZE
-    page = page[:PAGE_SIZE]
-    next_link = link(request, "/jobs", {**flt.form(), "before_id": page[-1]["id"]}) if more else None
+    page = await _dashboard(request).search(flt, before_id=before_id, limit=PAGE_SIZE)
+    older = page.older
+    next_link = link(request, "/jobs", {**flt.form(), "before_id": older}) if older is not None else None
     return _render(
         request, "jobs.html", "jobs",
-        jobs=page, flt=flt, form=flt.form(), next_link=next_link, first_page=before_id is None,
+        jobs=page.jobs, flt=flt, form=flt.form(), next_link=next_link, first_page=before_id is None,
+        searched=page.searched, window=_dashboard(request).search_window,
         states=[s.value for s in JobState],
         retry_link=link(request, "/bulk", {**flt.form(), "action": "retry"}),
         cancel_link=link(request, "/bulk", {**flt.form(), "action": "cancel"}),
