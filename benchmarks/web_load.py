@@ -23,6 +23,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -53,39 +54,48 @@ def _free_port() -> int:
 
 
 @contextmanager
-def web_server(dsn: str) -> Iterator[int]:
-    """`skiplock web` in its own process (read-only, refreshing every second); yield its port."""
+def web_server(dsn: str) -> Iterator[tuple[int, int]]:
+    """`skiplock web` in its own process (read-only, refreshing every second); yield its port
+    and process id."""
     port = _free_port()
     env = {**os.environ, "SKIPLOCK_DSN": dsn}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "skiplock", "web", "--port", str(port), "--refresh", str(REFRESH_S)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    err = server.stderr.read().decode() if server.stderr else ""
-                    raise RuntimeError(f"skiplock web did not start: {err[-800:]}") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(30)
+    with tempfile.TemporaryFile() as log:  # its access log: a pipe nobody reads would fill up
+        server = subprocess.Popen(
+            [sys.executable, "-m", "skiplock", "web", "--port", str(port), "--refresh", str(REFRESH_S)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        raise RuntimeError(
+                            f"skiplock web did not start: {log.read().decode()[-800:]}"
+                        ) from None
+                    time.sleep(0.05)
+            yield port, server.pid
+        finally:
+            server.terminate()
+            server.wait(30)
 
 
 def _get(conn: http.client.HTTPConnection, path: str) -> float:
     """Fetch ``path`` on a kept-alive connection; the milliseconds the whole response took."""
     start = time.perf_counter()
-    conn.request("GET", path, headers={"accept": "text/html"})
-    response = conn.getresponse()
+    try:
+        conn.request("GET", path, headers={"accept": "text/html"})
+        response = conn.getresponse()
+    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+        conn.close()  # the server closed an idle kept-alive connection: a browser reconnects
+        conn.request("GET", path, headers={"accept": "text/html"})
+        response = conn.getresponse()
     body = response.read()
     elapsed = (time.perf_counter() - start) * 1000
     if response.status != 200:
@@ -187,7 +197,7 @@ def search(rows: int, tries: int) -> list[dict[str, Any]]:
             ).fetchone()
         assert row is not None
         results = []
-        with web_server(dsn) as port:
+        with web_server(dsn) as (port, _):
             http_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             for label, form in _filters(*row):
                 path = "/jobs?" + urllib.parse.urlencode(form)
@@ -239,8 +249,25 @@ def _watch(port: int, stop: threading.Event, request_ms: list[float]) -> None:
             c.close()
 
 
-def drain(n: int, watched: bool) -> tuple[float, list[float]]:
-    """Jobs per second draining ``n`` no-op jobs in a worker process, watched or not."""
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _dashboard_backends(dsn: str) -> list[int]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'skiplock-web'"
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def drain(n: int, watched: bool) -> tuple[float, tuple[float, float], list[float]]:
+    """Draining ``n`` no-op jobs in a worker process, watched or not: jobs per second, the CPU
+    the dashboard used per second of drain (its process and its PostgreSQL backends), and how
+    long each fragment request took."""
     name = "skiplock_bench_web_drain"
     dsn = fresh_database(name)
     request_ms: list[float] = []
@@ -248,9 +275,15 @@ def drain(n: int, watched: bool) -> tuple[float, list[float]]:
         skiplock_system.setup(dsn)
         skiplock_system.batch_enqueue(dsn, n, 1000)
         vacuum(dsn)
-        with web_server(dsn) as port:
+        with web_server(dsn) as (port, pid):
             stop = threading.Event()
             watcher = threading.Thread(target=_watch, args=(port, stop, request_ms))
+            warm = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            for path, _ in TABS:  # the pages were opened before the drain: the pool is up
+                _get(warm, path)
+            warm.close()
+            backends = {b: _cpu_s(b) for b in _dashboard_backends(dsn)}
+            server_cpu = _cpu_s(pid)
             if watched:
                 watcher.start()
             try:
@@ -259,7 +292,10 @@ def drain(n: int, watched: bool) -> tuple[float, list[float]]:
                 stop.set()
                 if watched:
                     watcher.join(60)
-        return n / float(result["seconds"]), request_ms
+            server_used = _cpu_s(pid) - server_cpu
+            backends_used = sum(_cpu_s(b) - backends.get(b, 0.0) for b in _dashboard_backends(dsn))
+        seconds = float(result["seconds"])
+        return n / seconds, (server_used / seconds, backends_used / seconds), request_ms
     finally:
         drop_database(name)
 
@@ -283,11 +319,13 @@ def main() -> None:
             )
         print()
     if args.only != "search":
-        alone, watched, requests = [], [], []
+        alone, watched, server_cpu, backend_cpu, requests = [], [], [], [], []
         for _ in range(reps):  # interleaved, so drift on the machine hits both alike
             alone.append(drain(n, watched=False)[0])
-            rate, ms = drain(n, watched=True)
+            rate, (server, backends), ms = drain(n, watched=True)
             watched.append(rate)
+            server_cpu.append(server)
+            backend_cpu.append(backends)
             requests += ms
         a, w = statistics.median(alone), statistics.median(watched)
         print(
@@ -301,7 +339,14 @@ def main() -> None:
             f"\nruns, alone: {', '.join(f'{x:,.0f}' for x in alone)}; open: {', '.join(f'{x:,.0f}' for x in watched)}"
         )
         if requests:
-            print(f"one fragment request: median {statistics.median(requests):.1f} ms ({len(requests)} made)")
+            server, backends = statistics.median(server_cpu), statistics.median(backend_cpu)
+            cores = os.cpu_count() or 1
+            print(
+                f"the open dashboard used {(server + backends) * 1000:.0f} ms of CPU per second of drain"
+                f" ({server * 1000:.0f} in its process, {backends * 1000:.0f} in its PostgreSQL backends):"
+                f" {(server + backends) / cores:.1%} of this machine's {cores} cores; one fragment request"
+                f" took a median {statistics.median(requests):.1f} ms ({len(requests)} made)"
+            )
 
 
 if __name__ == "__main__":

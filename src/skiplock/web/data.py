@@ -59,6 +59,7 @@ _QUEUE_COLUMNS = ("name", "paused_at", "paused_until", "concurrency_limit", "rat
 _OVERVIEW_TTL_S = 1.0
 _SAMPLE_EVERY_S = 5.0  # queue_activity averages a minute: sampling it faster shows nothing new
 _SAMPLES = 120  # ten minutes of trend at one sample per five seconds
+_COST_FACTOR = 100  # re-read a count no sooner than this many times its last read took
 
 
 def _bind(name: str, /, **params: Any) -> BoundStatement:
@@ -120,6 +121,8 @@ class Dashboard:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _sampled_at: float | None = None
     _overview: tuple[float, list[QueueSummary]] | None = None
+    _stats_ttl: float = _OVERVIEW_TTL_S
+    _activity_ttl: float = _SAMPLE_EVERY_S
     _activity: tuple[float, dict[str, QueueActivity]] | None = None
 
     async def close(self) -> None:
@@ -135,14 +138,21 @@ class Dashboard:
         """Every queue with its counts by state, last-minute rates and limits.
 
         Shared by every open page for up to a second (so ten viewers cost what one does), and the
-        last-minute rates (``queue_activity`` scans the live table) for five seconds.
+        last-minute rates (``queue_activity`` scans the live table) for five seconds. Both are
+        counts, whose cost grows with the backlog and the finishing rate: each is re-read no
+        sooner than :data:`_COST_FACTOR` times its last read took, so counting never takes more
+        than 1/_COST_FACTOR of the server's time, however large the queues grow.
         """
         now = time.monotonic()
-        if self._overview is not None and now - self._overview[0] < _OVERVIEW_TTL_S:
+        if self._overview is not None and now - self._overview[0] < self._stats_ttl:
             return self._overview[1]
+        started = time.monotonic()
         stats = await self._all(statements.queue_stats())
-        if self._activity is None or now - self._activity[0] >= _SAMPLE_EVERY_S:
+        self._stats_ttl = max(_OVERVIEW_TTL_S, _COST_FACTOR * (time.monotonic() - started))
+        if self._activity is None or now - self._activity[0] >= self._activity_ttl:
+            started = time.monotonic()
             found = await self._all(statements.queue_activity())
+            self._activity_ttl = max(_SAMPLE_EVERY_S, _COST_FACTOR * (time.monotonic() - started))
             self._activity = (now, {a.queue: a for a in map(rows.activity_from_row, found)})
         activity = self._activity[1]
         by_queue: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
