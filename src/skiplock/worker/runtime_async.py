@@ -24,13 +24,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import contextvars
-import functools
+import enum
 import logging
 import os
 import signal
 import socket
-import traceback
 import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,14 +45,23 @@ from skiplock._core.cron import MAX_TICKS
 from skiplock._core.cron import due_ticks as cron_ticks
 from skiplock._core.cron import next_tick as next_cron_tick
 from skiplock._core.cron import problem as cron_problem
+from skiplock._core.outcome import (
+    CANCELLED,
+    RELEASE,
+    TX_ABORTED,
+    TX_ENDED,
+    Outcome,
+    OutcomeKind,
+    recorded,
+)
 from skiplock._core.rows import job_from_claim, parent_result_from_row
 from skiplock._core.text import ESCAPE_ARGS
 from skiplock._driver.executor_async import AsyncExecutor
 from skiplock._driver.listener_async import AsyncListener
 from skiplock.backoff import exponential
-from skiplock.context import _CURRENT, JobContext, current_job, set_current
+from skiplock.context import JobContext, current_job
 from skiplock.cron import CRON_REGISTRY
-from skiplock.errors import ConfigError, DatabaseUnavailable, Fail, InvalidInput, Retry, SkiplockError
+from skiplock.errors import ConfigError, DatabaseUnavailable, Fail, InvalidInput, SkiplockError
 from skiplock.migrate_async import AsyncMigrator
 from skiplock.models import Job, Json, ParentResult
 from skiplock.settings import (
@@ -74,6 +81,7 @@ from skiplock.settings import (
 from skiplock.task import REGISTRY, Task
 from skiplock.webhooks import WebhookRejected
 from skiplock.webhooks import post as webhook_post
+from skiplock.worker import executor
 from skiplock.worker.transactional import JobTransactions, TxConnection
 
 __all__ = ["AsyncWorker", "WorkerStats"]
@@ -106,17 +114,6 @@ class WorkerStats:
     progress_batches: int = 0  # set_progress statements sent (each carries every fresh report)
 
 
-@dataclass(slots=True)
-class _Outcome:
-    kind: str  # "complete" | "fail" | "release"
-    result: Json = None
-    error: str = ""
-    error_type: str | None = None
-    traceback: str | None = None
-    retry_in: timedelta | None = None
-    retryable: bool = True
-
-
 def _fields(job: Job) -> dict[str, Any]:
     """The stable ``extra`` keys of every log record about a job (for JSON log formatters)."""
     return {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempt}
@@ -126,38 +123,27 @@ def _fields(job: Job) -> dict[str, Any]:
 WEBHOOK_TASK = "skiplock.deliver_webhook"
 WEBHOOK_QUEUE = "skiplock.webhooks"
 
-#: The outcome of a job cancelled on request: recorded as a non-retryable failure, which the
-#: database ends as `cancelled` because the job's cancel_requested flag is set.
-_CANCELLED = _Outcome("fail", error="cancelled on request", error_type="Cancelled", retryable=False)
-#: A task whose job transaction is in error (a statement failed and the task went on) or whose
-#: connection was lost: nothing can be committed, so the attempt fails and is retried.
-_TX_ABORTED = _Outcome(
-    "fail",
-    error="the job's transaction was aborted (a failed statement that the task caught, or a lost"
-    " connection); nothing was committed",
-    error_type="TransactionAborted",
-)
-#: A task that committed or rolled back its job transaction itself: its writes may be committed
-#: without the completion, so the job is not run again (a bug to fix in the task).
-_TX_ENDED = _Outcome(
-    "fail",
-    error="the task committed or rolled back its job transaction itself; it must leave that to the worker",
-    error_type="TransactionEnded",
-    retryable=False,
-)
+
+class Phase(enum.Enum):
+    """Where a held job is: waiting (for a runner) → running (user code) → finishing (recording
+    the outcome), or committing (completing it on its job transaction: its row stays locked
+    until the commit, so the heartbeat leaves it alone)."""
+
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHING = "finishing"
+    COMMITTING = "committing"
 
 
 @dataclass(slots=True)
 class _Held:
     job: Job
     ctx: JobContext
-    # waiting (for a runner) → running (user code) → finishing (recording the outcome), or
-    # committing (completing it on its job transaction: its row stays locked until the commit,
-    # so the heartbeat leaves it alone). Only a running job is ever cancelled (its runner is,
-    # while it awaits user code): cancelling while the outcome is being written could lose a
-    # release and later spend an attempt it should not. Waiting jobs are taken off the ready
-    # queue and released in one batch instead.
-    phase: str = "waiting"
+    # Only a running job is ever cancelled (its runner is, while it awaits user code):
+    # cancelling while the outcome is being written could lose a release and later spend an
+    # attempt it should not. Waiting jobs are taken off the ready queue and released in one
+    # batch instead.
+    phase: Phase = Phase.WAITING
     task: asyncio.Task[None] | None = None  # the runner running it
     cancelled: bool = False  # someone called cancel() on it: end it as cancelled, never release it
     thread: concurrent.futures.Future[Any] | None = None  # a def task's run in the thread pool
@@ -167,7 +153,7 @@ class _Held:
 
     @property
     def is_cancellable(self) -> bool:
-        return self.phase == "running" and self.task is not None and not self.task.done()
+        return self.phase == Phase.RUNNING and self.task is not None and not self.task.done()
 
 
 class AsyncWorker:
@@ -542,7 +528,7 @@ class AsyncWorker:
     def _on_cancel(self, job_id: int) -> None:
         """cancel() was called on a job we hold: stop it if it is async and running, else flag it."""
         held = self._held.get(job_id)
-        if held is None or held.cancelled or held.phase in ("finishing", "committing"):
+        if held is None or held.cancelled or held.phase in (Phase.FINISHING, Phase.COMMITTING):
             return
         held.cancelled = True
         held.ctx._cancel_requested = True  # what a sync task can see
@@ -592,7 +578,7 @@ class AsyncWorker:
             self._busy += 1
             self._idle.clear()
             if held.cancelled:
-                outcome = _CANCELLED
+                outcome = CANCELLED
             elif (
                 self._stopping.is_set()
                 or held.ctx.lease_lost
@@ -601,9 +587,9 @@ class AsyncWorker:
             ):
                 # Not run: the worker is stopping, or the job was reaped while it waited for a
                 # runner (someone else may run it now).
-                outcome = _Outcome("release")
+                outcome = RELEASE
             else:
-                held.phase, held.task = "running", me
+                held.phase, held.task = Phase.RUNNING, me
                 # _run_task absorbs the job's own cancellation (on request or at shutdown) and
                 # takes it back from this runner's task, so the runner carries on.
                 if tracing.enabled():  # a span per execution, child of the enqueue's (if traced)
@@ -612,11 +598,11 @@ class AsyncWorker:
                         job.task, job.queue, job.id, job.attempt, job.trace_parent
                     ) as span:
                         outcome = await self._run_task(held)
-                        if outcome.kind == "fail":
+                        if outcome.kind is OutcomeKind.FAIL:
                             tracing.mark_failed(span, outcome.error or "failed")
                 else:
                     outcome = await self._run_task(held)
-            held.phase, held.task = "finishing", None
+            held.phase, held.task = Phase.FINISHING, None
             self._done_running()
             try:
                 tx = self._transactions.detach(held.ctx)
@@ -665,75 +651,23 @@ class AsyncWorker:
         if self._starved and self.concurrency + self.prefetch - self._active >= self._refill_at:
             self._wake()  # enough slots are free for a worthwhile claim
 
-    async def _run_task(self, held: _Held) -> _Outcome:
-        job = held.job
-        task = self.tasks.get(job.task) or self.default_task
-        if task is None:
-            return _Outcome(
-                "fail",
-                error=f"unknown task {job.task!r}: no task of that name is registered in this worker",
-                error_type="UnknownTask",
-                retryable=False,
-            )
-        try:
-            kwargs = task.bind_args(job.args)
-        except ConfigError as exc:
-            return _Outcome("fail", error=str(exc), error_type="BadArguments", retryable=False)
-        token = set_current(held.ctx)
-        timeout = None if task.timeout is None else task.timeout.total_seconds()
-        try:
-            if task.is_async:
-                result = await asyncio.wait_for(task.fn(**kwargs), timeout=timeout)
-            else:
-                if self._threads is None:  # pragma: no cover - run() creates it first
-                    raise ConfigError("worker is not running")
-                ctx = contextvars.copy_context()
-                thread_future = self._threads.submit(ctx.run, functools.partial(task.fn, **kwargs))
-                held.thread = thread_future
-                self._thread_futures.add(thread_future)
-                thread_future.add_done_callback(self._thread_futures.discard)
-                result = await asyncio.wait_for(asyncio.wrap_future(thread_future), timeout=timeout)
-        except TimeoutError:
-            held.ctx._cancel_requested = True
-            return _Outcome(
-                "fail",
-                error=f"task {task.name!r} exceeded its timeout of {task.timeout}",
-                error_type="TimeoutError",
-                retry_in=task.retry_delay(job),
-            )
-        except asyncio.CancelledError:
-            # Cancelled on request, or by a shutdown past the grace period. Only the job is: its
-            # runner carries on, so take the cancellation back from the runner's task.
-            me = asyncio.current_task()
-            if me is not None:
-                me.uncancel()
-            held.ctx._cancel_requested = True
-            return _CANCELLED if held.cancelled else _Outcome("release")
-        except Retry as exc:
-            after = exc.after if exc.after is not None else task.retry_delay(job)
-            return _Outcome("fail", error=exc.reason, error_type="Retry", retry_in=after)
-        except Exception as exc:
-            retryable = not isinstance(exc, Fail) and not isinstance(exc, task.no_retry_on)
-            retry_in = task.retry_delay(job) if retryable else None
-            return _Outcome(
-                "fail",
-                error=str(exc) or type(exc).__name__,
-                error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-                traceback="".join(traceback.format_exception(exc)),
-                retry_in=retry_in,
-                retryable=retryable,
-            )
-        finally:
-            _reset(token)
-        if result is not None and not isinstance(result, (str, int, float, bool)):
-            try:
-                statements.dumps(result)
-            except ConfigError:
-                log.warning("task %s returned a value that is not JSON; storing null", task.name)
-                result = None
-        return _Outcome("complete", result=result)
+    async def _run_task(self, held: _Held) -> Outcome:
+        bound = executor.bind(self.tasks, self.default_task, held.job)
+        if isinstance(bound, Outcome):
+            return bound
+        if self._threads is None:  # pragma: no cover - run() creates it first
+            raise ConfigError("worker is not running")
 
-    async def _finish(self, held: _Held, outcome: _Outcome) -> None:
+        def on_thread(future: concurrent.futures.Future[Any]) -> None:
+            held.thread = future
+            self._thread_futures.add(future)
+            future.add_done_callback(self._thread_futures.discard)
+
+        return await executor.run(
+            bound, held.ctx, threads=self._threads, on_thread=on_thread, cancelled=lambda: held.cancelled
+        )
+
+    async def _finish(self, held: _Held, outcome: Outcome) -> None:
         job = held.job
         if log.isEnabledFor(logging.DEBUG):  # per job: only when asked for
             log.debug(
@@ -741,7 +675,7 @@ class AsyncWorker:
                 job.id,
                 job.task,
                 job.attempt,
-                outcome.kind,
+                outcome.kind.value,
                 extra=_fields(job),
             )
         if held.ctx.lease_lost:
@@ -752,14 +686,14 @@ class AsyncWorker:
             self.stats.lost += 1
             log.debug("job %s: outcome discarded (lease lost)", job.id, extra=_fields(job))
             return
-        if outcome.kind == "complete":
+        if outcome.kind is OutcomeKind.COMPLETE:
             self._acks.append((held, outcome.result))
             self._acks_event.set()
             return
         try:
-            if outcome.kind == "release":
+            if outcome.kind is OutcomeKind.RELEASE:
                 rows, retried = await self._db_tried(statements.release([job.id], [_token(job)]), attempts=3)
-                if rows or (retried and await self._recorded(held, "release")):
+                if rows or (retried and await self._recorded(held, OutcomeKind.RELEASE)):
                     self.stats.released += 1
                 else:
                     self._lost(held, "before it was released")
@@ -777,7 +711,7 @@ class AsyncWorker:
             )
             state = rows[0]["state"] if rows else None
             if state is None and retried:  # the first try may have landed and its reply been lost
-                state = await self._recorded(held, "fail", outcome.error_type)
+                state = await self._recorded(held, OutcomeKind.FAIL, outcome.error_type)
             if state is None:
                 self._lost(held, "before its failure was recorded")
             elif state == "retryable":
@@ -804,15 +738,15 @@ class AsyncWorker:
             self._held.pop(job.id, None)
             self._outcomes += 1
 
-    async def _finish_in_transaction(self, held: _Held, outcome: _Outcome, tx: TxConnection) -> None:
+    async def _finish_in_transaction(self, held: _Held, outcome: Outcome, tx: TxConnection) -> None:
         """Finish a job whose task opened its job transaction: complete it on that transaction
         and commit both, or roll the task's writes back and take the usual way."""
         job = held.job
-        if outcome.kind != "complete" or held.ctx.lease_lost:
+        if outcome.kind is not OutcomeKind.COMPLETE or held.ctx.lease_lost:
             await self._transactions.abort(tx, held.thread)
             await self._finish(held, outcome)
             return
-        held.phase = "committing"
+        held.phase = Phase.COMMITTING
         try:
             verdict = await self._transactions.commit_completion(
                 tx, statements.complete([job.id], [_token(job)], [outcome.result])
@@ -831,10 +765,10 @@ class AsyncWorker:
         if verdict == "aborted":  # retried like an exception of the task, with its policy
             task = self.tasks.get(job.task) or self.default_task
             delay = None if task is None else task.retry_delay(job)
-            await self._finish(held, replace(_TX_ABORTED, retry_in=delay))
+            await self._finish(held, replace(TX_ABORTED, retry_in=delay))
             return
         if verdict == "ended":
-            await self._finish(held, _TX_ENDED)
+            await self._finish(held, TX_ENDED)
             return
         self._held.pop(job.id, None)
         self._outcomes += 1
@@ -878,7 +812,7 @@ class AsyncWorker:
                 continue
             # A retried complete finds nothing for jobs the first try completed (its reply was
             # lost on the way): those are ours, not lost.
-            if retried and await self._recorded(held, "complete"):
+            if retried and await self._recorded(held, OutcomeKind.COMPLETE):
                 done.add(held.job.id)
             else:
                 self._lost(held, "before completion was recorded")
@@ -941,7 +875,7 @@ class AsyncWorker:
         fresh = [
             (h, h.ctx._progress)
             for h in list(self._held.values())
-            if h.ctx._progress is not h.ctx._progress_sent and h.phase != "committing"
+            if h.ctx._progress is not h.ctx._progress_sent and h.phase != Phase.COMMITTING
         ]
         reports = [(h, p) for h, p in fresh if p is not None]
         if not reports:
@@ -973,7 +907,7 @@ class AsyncWorker:
     async def _beat(self) -> None:
         # Not a job being committed on its job transaction: that transaction holds its row
         # (the reaper skips it) and the heartbeat would wait for the commit.
-        held = [h for h in list(self._held.values()) if h.phase != "committing"]
+        held = [h for h in list(self._held.values()) if h.phase != Phase.COMMITTING]
         sent = asyncio.get_running_loop().time()
         try:
             if held:
@@ -987,7 +921,7 @@ class AsyncWorker:
                         h.lease_until = sent + self.lease.total_seconds()
                     # A finishing job's outcome may have been recorded while this heartbeat ran:
                     # its own complete/fail reports whether the lease was really lost.
-                    elif h.job.id in self._held and h.phase != "finishing":
+                    elif h.job.id in self._held and h.phase != Phase.FINISHING:
                         self._lost_found(h)
             await self._report_done()
         except SkiplockError as exc:
@@ -1135,7 +1069,7 @@ class AsyncWorker:
             )
             released = {int(r["id"]) for r in rows}
             for h in waiting:
-                if h.job.id in released or (retried and await self._recorded(h, "release")):
+                if h.job.id in released or (retried and await self._recorded(h, OutcomeKind.RELEASE)):
                     self.stats.released += 1
                 else:
                     self._lost(h, "before it was released")
@@ -1153,7 +1087,7 @@ class AsyncWorker:
             held.ctx._lease_lost = True
             log.warning("job %s: lease lost %s", held.job.id, when, extra=_fields(held.job))
 
-    async def _recorded(self, held: _Held, kind: str, error_type: str | None = None) -> str | None:
+    async def _recorded(self, held: _Held, kind: OutcomeKind, error_type: str | None = None) -> str | None:
         """Whether this worker's ``kind`` of outcome for ``held`` is in the database: after a
         retried statement found no job, the first try may have been committed and its reply
         lost. A read of the job (live or in history); returns its state then, else None."""
@@ -1162,7 +1096,7 @@ class AsyncWorker:
         except SkiplockError as exc:
             log.warning("job %s: could not check its outcome (%s)", held.job.id, exc, extra=_fields(held.job))
             return None
-        return outcome_recorded(rows[0] if rows else None, held.job.attempt, self.worker_id, kind, error_type)
+        return recorded(rows[0] if rows else None, held.job.attempt, self.worker_id, kind, error_type)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -1224,36 +1158,6 @@ class _JobReads:
         return asyncio.run_coroutine_threadsafe(self.aparent_results(job_id), loop).result()
 
 
-def outcome_recorded(
-    row: dict[str, Any] | None, attempt: int, worker_id: uuid.UUID, kind: str, error_type: str | None = None
-) -> str | None:
-    """Decide from the job's row (``skiplock.jobs``) whether a worker's outcome of ``attempt``
-    was recorded; return the job's state if so, else None.
-
-    A completion: the job is completed at that attempt by that worker. A failure: the job's
-    errors hold that attempt's entry from that worker with its error type (the reaper's own
-    entry says LeaseExpired). A release: the job is waiting again with the attempt given back.
-    """
-    if row is None:
-        return None
-    state = str(row["state"])
-    if kind == "complete":
-        done = state == "completed" and row["attempt"] == attempt and row["worker_id"] == worker_id
-        return state if done else None
-    if kind == "release":
-        released = state in ("available", "scheduled") and row["attempt"] == attempt - 1
-        return state if released else None
-    for entry in row["errors"] or []:
-        if (
-            entry.get("attempt") == attempt
-            and entry.get("worker_id") == str(worker_id)
-            and entry.get("type") == error_type
-        ):
-            # Retried and claimed again since: that retry was ours.
-            return state if row["attempt"] == attempt else "retryable"
-    return None
-
-
 def _claim_order(job: Job) -> tuple[int, Any, int]:
     return (-job.priority, job.run_at, job.id)
 
@@ -1262,8 +1166,3 @@ def _token(job: Job) -> uuid.UUID:
     if job.lease_token is None:  # pragma: no cover - claim always sets it
         raise ConfigError(f"job {job.id} has no lease token")
     return job.lease_token
-
-
-def _reset(token: contextvars.Token[JobContext]) -> None:
-    with contextlib.suppress(ValueError):  # reset from another context
-        _CURRENT.reset(token)
