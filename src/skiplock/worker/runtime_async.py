@@ -41,10 +41,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from skiplock._core import statements, tracing
 from skiplock._core.claiming import claim_size, poll_delay_s, rate_poll_s, refill_threshold
-from skiplock._core.cron import MAX_TICKS
-from skiplock._core.cron import due_ticks as cron_ticks
-from skiplock._core.cron import next_tick as next_cron_tick
-from skiplock._core.cron import problem as cron_problem
 from skiplock._core.outcome import (
     CANCELLED,
     RELEASE,
@@ -58,10 +54,9 @@ from skiplock._core.rows import job_from_claim, parent_result_from_row
 from skiplock._core.text import ESCAPE_ARGS
 from skiplock._driver.executor_async import AsyncExecutor
 from skiplock._driver.listener_async import AsyncListener
-from skiplock.backoff import exponential
-from skiplock.context import JobContext, current_job
+from skiplock.context import JobContext
 from skiplock.cron import CRON_REGISTRY
-from skiplock.errors import ConfigError, DatabaseUnavailable, Fail, InvalidInput, SkiplockError
+from skiplock.errors import ConfigError, DatabaseUnavailable, SkiplockError
 from skiplock.migrate_async import AsyncMigrator
 from skiplock.models import Job, Json, ParentResult
 from skiplock.settings import (
@@ -79,26 +74,22 @@ from skiplock.settings import (
     resolve_dsn,
 )
 from skiplock.task import REGISTRY, Task
-from skiplock.webhooks import WebhookRejected
-from skiplock.webhooks import post as webhook_post
 from skiplock.worker import executor
+from skiplock.worker.database import WorkerDatabase
+from skiplock.worker.maintenance import PartitionKeeper, Reaper, Scheduler, Service
+from skiplock.worker.signals import WorkerSignals
 from skiplock.worker.transactional import JobTransactions, TxConnection
+from skiplock.worker.webhook_delivery import WEBHOOK_QUEUE, delivery_task
 
 __all__ = ["AsyncWorker", "WorkerStats"]
 
 log = logging.getLogger("skiplock.worker")
 log.addFilter(ESCAPE_ARGS)  # job errors and names are logged escaped, on one line
 
-#: The scheduler wakes at the next tick of any schedule, and at least this often (schedules
-#: added or changed elsewhere are seen within it).
-MAX_SCHEDULER_SLEEP_S = 5.0
 #: Between lease extensions, the jobs a worker finished are reported this often.
 DONE_INTERVAL_S = 1.0
 #: Progress reports are sent in one batch this often (a task may report in a hot loop).
 PROGRESS_INTERVAL_S = 1.0
-#: Fire a tick this long after it is due by our reading of the database clock, so that the
-#: database (whose clock decides) agrees that it is due.
-SCHEDULER_MARGIN_S = 0.005
 
 
 @dataclass(slots=True)
@@ -112,16 +103,12 @@ class WorkerStats:
     released: int = 0
     lost: int = 0
     progress_batches: int = 0  # set_progress statements sent (each carries every fresh report)
+    transactions: int = 0  # jobs whose task opened its job transaction
 
 
 def _fields(job: Job) -> dict[str, Any]:
     """The stable ``extra`` keys of every log record about a job (for JSON log formatters)."""
     return {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempt}
-
-
-#: The built-in webhook delivery task and its queue (jobs enqueued by the webhook triggers, sql/functions/webhook.sql).
-WEBHOOK_TASK = "skiplock.deliver_webhook"
-WEBHOOK_QUEUE = "skiplock.webhooks"
 
 
 class Phase(enum.Enum):
@@ -209,16 +196,7 @@ class AsyncWorker:
         # processor); without it such jobs fail as UnknownTask.
         self.default_task = default_task
         if webhooks:  # deliver webhooks too: a built-in task on its own queue
-            chosen.append(
-                Task(
-                    self._deliver_webhook,
-                    name=WEBHOOK_TASK,
-                    queue=WEBHOOK_QUEUE,
-                    max_attempts=12,
-                    retry_backoff=exponential(5, cap=3600),
-                    no_retry_on=(WebhookRejected,),
-                )
-            )
+            chosen.append(delivery_task(self._require_db))
         if not chosen and default_task is None:
             raise ConfigError("no tasks to run: declare tasks with @skiplock.task or pass tasks=")
         self.tasks: dict[str, Task[Any]] = {}
@@ -279,7 +257,8 @@ class AsyncWorker:
         self._threads: ThreadPoolExecutor | None = None
         self._thread_futures: set[concurrent.futures.Future[Any]] = set()
         self._pool: AsyncConnectionPool | None = None
-        self._executor: AsyncExecutor | None = None
+        self._database: WorkerDatabase | None = None
+        self.signals = WorkerSignals()
         # Job transactions, opened only by tasks that ask, on pools of their own.
         self._transactions = JobTransactions(
             self.dsn, max_size=self.concurrency, options=connection_options(self.pgbouncer)
@@ -298,8 +277,6 @@ class AsyncWorker:
         # Queues limited by running jobs (concurrency, per key): a finished job frees a slot.
         self._slot_limited: frozenset[str] = frozenset()
         self._last_hit = 0.0  # loop time of the last claim that returned jobs
-        # Stored schedules that cannot fire, as (name, cron, tz): each is logged once.
-        self._bad_schedules: set[tuple[str, str, str]] = set()
 
     async def __aenter__(self) -> AsyncWorker:
         self._background = asyncio.create_task(self.run(), name="skiplock-worker")
@@ -313,6 +290,12 @@ class AsyncWorker:
         return (
             f"<skiplock.{type(self).__name__} {self.worker_id} queues={self.queues} dsn={redact(self.dsn)!r}>"
         )
+
+    @property
+    def held(self) -> int:
+        """Jobs leased by this worker whose outcome is not recorded yet (running, prefetched or
+        finishing)."""
+        return len(self._held)
 
     @property
     def has_stuck_threads(self) -> bool:
@@ -342,7 +325,7 @@ class AsyncWorker:
             name="skiplock-worker",
         )
         await self._pool.open(wait=True, timeout=30)
-        self._executor = AsyncExecutor(self._pool)
+        database = self._database = WorkerDatabase(AsyncExecutor(self._pool), forced=lambda: self.forced)
         self._transactions.start()
         loop = self._loop = asyncio.get_running_loop()
         if self.install_signal_handlers:
@@ -372,21 +355,28 @@ class AsyncWorker:
             *runners,
             self._acker_task,
             asyncio.create_task(self._heartbeat_loop(), name="skiplock-heartbeat"),
-            asyncio.create_task(self._reaper_loop(), name="skiplock-reaper"),
         ]
+        services: list[Service] = [Reaper(database, self.reap_interval, self.signals.reaped)]
         if self.maintenance:
-            loops.append(asyncio.create_task(self._maintenance_loop(), name="skiplock-maintenance"))
+            services.append(
+                PartitionKeeper(
+                    database, self.maintenance_interval, self.signals.maintained, retention=self.retention
+                )
+            )
         if self.schedules:
-            loops.append(asyncio.create_task(self._scheduler_loop(), name="skiplock-scheduler"))
+            specs = list(CRON_REGISTRY.values())
+            services.append(Scheduler(database, self.signals.scheduled, specs=specs, tasks=self.tasks))
+        loops += [service.start() for service in services]
         loops.append(asyncio.create_task(self._progress_loop(), name="skiplock-progress"))
         if self.listen:
             self._listener = AsyncListener(
                 self.listen_dsn or self.dsn,
                 self.queues,
                 self._on_notify,
-                self._wake,
+                self._on_listening,
                 on_cancel_cb=self._on_cancel,
                 on_done_cb=self._on_done,
+                on_lost_cb=self.signals.listening.clear,
             )
             loops.append(asyncio.create_task(self._listener.run(), name="skiplock-listener"))
         try:
@@ -431,7 +421,7 @@ class AsyncWorker:
     # -- producer --------------------------------------------------------------------------
 
     async def _producer(self) -> None:
-        executor = self._require_executor()
+        database = self._require_db()
         backoff = 0.1
         while not self._stopping.is_set():
             n = claim_size(
@@ -453,7 +443,9 @@ class AsyncWorker:
             outcomes_before = self._outcomes
             try:
                 sent = asyncio.get_running_loop().time()
-                rows = await executor.tuples(statements.claim(self.queues, self.worker_id, n, self.lease))
+                rows = await database.driver.tuples(
+                    statements.claim(self.queues, self.worker_id, n, self.lease)
+                )
             except (DatabaseUnavailable, psycopg.OperationalError) as exc:
                 log.warning("claim failed (%s); retrying in %.1fs", exc, backoff)
                 await self._wait_wakeup(backoff)
@@ -469,6 +461,8 @@ class AsyncWorker:
             now = asyncio.get_running_loop().time()
             if jobs:
                 self._last_hit = now
+                self.signals.claimed.fire()
+                self.signals.claimed_jobs.fire(len(jobs))
             if len(jobs) < n:
                 # Burst mode ends when nothing is due: only trust a claim that started after every
                 # outcome was recorded (a retry due now may have been written while it ran).
@@ -482,6 +476,7 @@ class AsyncWorker:
                     and now - self._last_hit < 2 * self.poll_interval.total_seconds()
                 ):
                     delay = min(delay, self._rate_poll)
+                self.signals.idle.fire()
                 await self._wait_wakeup(delay)
 
     async def _wait_wakeup(self, timeout: float | None) -> None:
@@ -493,31 +488,15 @@ class AsyncWorker:
     def _wake(self) -> None:
         self._wakeup.set()
 
+    def _on_listening(self) -> None:
+        # Connected (again): poll at once for what was enqueued while nobody listened.
+        if self._listener is not None and self._listener.reconnects:
+            self.signals.reconnected.fire()
+        self.signals.listening.set()
+        self._wake()
+
     def _on_notify(self, queue: str) -> None:
         self._wakeup.set()
-
-    async def _deliver_webhook(
-        self, webhook_id: int, event: str, job_id: int, queue: str, task: str, at: str
-    ) -> dict[str, int]:
-        """The built-in delivery task: sign with the webhook's secret (read now, never a job
-        argument) and the database's clock, and POST from a thread."""
-        rows = await self._db(statements.webhook_for_delivery(webhook_id), attempts=3)
-        if not rows or not rows[0]["active"]:
-            raise Fail(f"webhook {webhook_id} no longer exists")
-        hook = rows[0]
-        delivery = current_job().job.id
-        payload = {
-            "event": event,
-            "job_id": job_id,
-            "queue": queue,
-            "task": task,
-            "at": at,
-            "delivery": delivery,
-        }
-        status = await asyncio.to_thread(
-            webhook_post, hook["url"], hook["secret"], int(hook["now"]), delivery, payload
-        )
-        return {"status": status}
 
     def _on_done(self, queue: str) -> None:
         # Jobs finished somewhere in the fleet: a queue limited by running jobs has free slots now
@@ -609,6 +588,7 @@ class AsyncWorker:
                 if tx is None:
                     await self._finish(held, outcome)
                 else:
+                    self.stats.transactions += 1
                     await self._finish_in_transaction(held, outcome, tx)
             finally:
                 self._busy -= 1
@@ -821,6 +801,7 @@ class AsyncWorker:
             self._held.pop(held.job.id, None)
         self.stats.completed += len(done)
         self._jobs_done_since_beat += len(done)
+        self.signals.acked.fire()
         if self.burst:
             self._wake()
 
@@ -941,100 +922,6 @@ class AsyncWorker:
         except SkiplockError as exc:
             log.warning("could not read rate limits: %s", exc)
 
-    async def _reaper_loop(self) -> None:
-        while True:
-            await asyncio.sleep(poll_delay_s(self.reap_interval.total_seconds(), jitter=0.2))
-            try:
-                rows = await self._db(statements.reap(), attempts=1)
-                if rows:
-                    log.info("reaped %s jobs with expired leases", len(rows))
-            except SkiplockError as exc:
-                log.warning("reap failed: %s", exc)
-            except Exception:
-                log.exception("unexpected error in reaper")
-
-    async def _maintenance_loop(self) -> None:
-        while True:
-            try:
-                await self._db(statements.ensure_partitions(), attempts=1)
-                dropped = await self._db(statements.drop_partitions(self.retention), attempts=1)
-                if dropped:
-                    log.info("dropped history partitions %s", [r["name"] for r in dropped])
-            except (SkiplockError, psycopg.Error) as exc:
-                log.warning("partition maintenance failed: %s", exc)
-            except Exception:
-                log.exception("unexpected error in partition maintenance")
-            await asyncio.sleep(poll_delay_s(self.maintenance_interval.total_seconds(), jitter=0.2))
-
-    async def _scheduler_loop(self) -> None:
-        for spec in CRON_REGISTRY.values():
-            if spec.task in self.tasks:
-                task = self.tasks[spec.task]
-                stmt = statements.upsert_schedule(
-                    spec.name, spec.cron, spec.task, queue=spec.queue, args=spec.args, tz=spec.tz,
-                    priority=task.priority, max_attempts=task.max_attempts, catch_up=spec.catch_up,
-                )  # fmt: skip
-                try:
-                    await self._db(stmt)
-                except SkiplockError as exc:
-                    log.error("could not store schedule %s: %s", spec.name, exc)
-        while True:
-            wait = MAX_SCHEDULER_SLEEP_S
-            try:
-                wait = await self._fire_due_schedules()
-            except SkiplockError as exc:
-                log.warning("scheduler round failed: %s", exc)
-            except Exception:
-                log.exception("unexpected error in the scheduler")
-            await asyncio.sleep(wait)
-
-    async def _fire_due_schedules(self) -> float:
-        """Hand every schedule's due ticks to the database; return how long to sleep."""
-        wait = MAX_SCHEDULER_SLEEP_S
-        rows = await self._db(statements.list_schedules(), attempts=1)
-        # Forget what was reported about schedules since fixed or deleted: reported again if broken again.
-        current = {(r["name"], r["cron"], r["tz"]) for r in rows}
-        self._bad_schedules &= current
-        for row in rows:
-            if row["paused"]:
-                continue
-            now, name = row["db_now"], row["name"]
-            # One schedule that cannot be read (written by another client, or by an older
-            # version of the database's checks) must not stop the others: skip it, say so once.
-            why = cron_problem(row["cron"], row["tz"], now)
-            if why is not None:
-                key = (name, row["cron"], row["tz"])
-                if key not in self._bad_schedules:
-                    self._bad_schedules.add(key)
-                    log.error(
-                        "schedule %s cannot fire and is skipped: %s; fix it with skiplock.upsert_schedule()"
-                        " or delete it (skiplock schedules delete %s)",
-                        name,
-                        why,
-                        name,
-                    )
-                continue
-            # Ticks older than catch_up would be skipped by the database anyway: start after them.
-            ticks = cron_ticks(row["cron"], row["tz"], max(row["last_tick"], now - row["catch_up"]), now)
-            if ticks:
-                try:
-                    fired = await self._db(statements.fire_schedule(name, ticks), attempts=1)
-                except InvalidInput as exc:  # its task, queue or args refused: the others go on
-                    key = (name, row["cron"], row["tz"])
-                    if key not in self._bad_schedules:
-                        self._bad_schedules.add(key)
-                        log.error("schedule %s cannot fire and is skipped: %s", name, exc)
-                    continue
-                if fired:
-                    log.info(
-                        "schedule %s: enqueued %s tick(s), latest %s", name, len(fired), fired[-1]["tick"]
-                    )
-                if len(ticks) == MAX_TICKS:
-                    wait = 0.0  # more catch-up to do
-            upcoming = next_cron_tick(row["cron"], row["tz"], max([now, *ticks]))
-            wait = min(wait, (upcoming - now).total_seconds() + SCHEDULER_MARGIN_S)
-        return max(0.0, wait)
-
     # -- shutdown --------------------------------------------------------------------------
 
     async def _shutdown(self) -> None:
@@ -1100,40 +987,20 @@ class AsyncWorker:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _require_executor(self) -> AsyncExecutor:
-        if self._executor is None:
+    def _require_db(self) -> WorkerDatabase:
+        if self._database is None:
             raise ConfigError("worker is not running")
-        return self._executor
+        return self._database
 
     async def _db(
         self, stmt: statements.BoundStatement, *, attempts: int | None = 5, tuples: bool = False
     ) -> list[Any]:
-        """Run a statement, retrying connection errors with backoff (the pool reconnects).
-
-        ``attempts=None`` retries until it succeeds or the worker is stopped by force. Rows are
-        dicts, or plain tuples with ``tuples`` (the hot path).
-        """
-        rows, _ = await self._db_tried(stmt, attempts=attempts, tuples=tuples)
-        return rows
+        return await self._require_db().rows(stmt, attempts=attempts, tuples=tuples)
 
     async def _db_tried(
         self, stmt: statements.BoundStatement, *, attempts: int | None = 5, tuples: bool = False
     ) -> tuple[list[Any], bool]:
-        """:meth:`_db`, and whether it took more than one try: then an earlier try may have
-        been committed by the server even though its reply never came back."""
-        executor = self._require_executor()
-        delay = 0.05
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await (executor.tuples(stmt) if tuples else executor.all(stmt)), attempt > 1
-            except (DatabaseUnavailable, psycopg.OperationalError) as exc:
-                if (attempts is not None and attempt >= attempts) or self.forced:
-                    raise DatabaseUnavailable(str(exc)) from exc
-                log.warning("%s failed (%s); retrying in %.2fs", stmt.name, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(2.0, delay * 2)
+        return await self._require_db().tried(stmt, attempts=attempts, tuples=tuples)
 
 
 class _JobReads:
