@@ -11,7 +11,7 @@ import psycopg
 
 from skiplock._core.statements import BoundStatement
 from skiplock._driver.executor_async import AsyncExecutor
-from skiplock.errors import DatabaseUnavailable
+from skiplock.errors import ConfigError, DatabaseUnavailable
 
 __all__ = ["WorkerDatabase"]
 
@@ -22,9 +22,19 @@ class WorkerDatabase:
     """Run the worker's bound statements on its pool, retrying connection errors with backoff
     (the pool reconnects) unless the worker is being stopped by force."""
 
-    def __init__(self, executor: AsyncExecutor, *, forced: Callable[[], bool]) -> None:
-        self.driver = executor
+    def __init__(self, executor: AsyncExecutor | None = None, *, forced: Callable[[], bool]) -> None:
+        self._driver = executor
         self._forced = forced
+
+    def attach(self, executor: AsyncExecutor | None) -> None:
+        """Run on ``executor`` from now on (the worker's pool, once open); None detaches."""
+        self._driver = executor
+
+    @property
+    def driver(self) -> AsyncExecutor:
+        if self._driver is None:
+            raise ConfigError("worker is not running")
+        return self._driver
 
     async def rows(
         self, stmt: BoundStatement, *, attempts: int | None = 5, tuples: bool = False
