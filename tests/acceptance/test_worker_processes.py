@@ -59,11 +59,13 @@ TASKS = textwrap.dedent(
 #: The Python API: the same supervisor from a script of one's own (spawn needs the main guard).
 API_SCRIPT = textwrap.dedent(
     """
+    import logging
     import sys
 
     from skiplock.worker import run_processes
 
     if __name__ == "__main__":
+        logging.basicConfig(level=logging.INFO)
         sys.exit(run_processes(2, modules=["proctasks"], queues=["procs"], concurrency=4, burst=True))
     """
 )
@@ -232,7 +234,10 @@ def test_a_killed_process_is_restarted_and_its_jobs_are_recovered(dsn, client, c
         assert len(first) == 2
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: registered_pids(conn) - first, timeout=60, what="a new worker process registered")
+        try:
+            wait_until(lambda: registered_pids(conn) - first, timeout=60, what="a new worker process")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the log:\n{logs(workdir)}") from None
         assert supervisor.poll() is None
         wait_until(
             lambda: scalar(conn, "SELECT count(*) FROM skiplock.job") == 0, timeout=120, what="drained"

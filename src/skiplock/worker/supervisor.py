@@ -82,7 +82,8 @@ def resolve_processes(value: int | str) -> int:
 
 def restart_delay(deaths: int) -> float:
     """Seconds to wait before restarting a child that died ``deaths`` times in a row (≥ 1)."""
-    return float(min(RESTART_BACKOFF_CAP, RESTART_BACKOFF_FIRST * 2 ** max(0, deaths - 1)))
+    doublings = min(max(0, deaths - 1), 62)  # past the cap anyway; 2**n must stay a float
+    return min(RESTART_BACKOFF_CAP, RESTART_BACKOFF_FIRST * 2.0**doublings)
 
 
 def describe_exit(exitcode: int) -> str:
@@ -277,7 +278,7 @@ class _Supervisor:
         return [s for s in self.slots if s.process is not None and s.process.exitcode is None]
 
     def _finished(self) -> bool:
-        if self._alive():
+        if any(s.process is not None for s in self.slots):  # running, or ended and not yet reaped
             return False
         return bool(self.stopping) or all(s.done for s in self.slots)
 
@@ -353,7 +354,9 @@ class _Supervisor:
                     self._start(slot)
 
     def _sentinels(self) -> list[int]:
-        return [s.process.sentinel for s in self._alive() if s.process is not None]
+        # Every child not yet reaped, dead ones too: one that died after the last reaping is seen
+        # by its sentinel (readable at once), not missed until something else wakes the loop.
+        return [s.process.sentinel for s in self.slots if s.process is not None]
 
     def _start(self, slot: _Slot) -> None:
         process = self.context.Process(
@@ -417,6 +420,9 @@ def _watch_parent(
 def _child_main(spec: _Spec, index: int, grace: float) -> None:
     """Run one worker in this child process until it stops; exit with its status."""
     armed = _die_with_parent()
+    early = _EarlyStop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, early)
     # Its own process group: a Ctrl-C in a terminal reaches the supervisor only, which passes
     # it on once (a second copy would force the stop).
     with contextlib.suppress(OSError):
@@ -431,7 +437,9 @@ def _child_main(spec: _Spec, index: int, grace: float) -> None:
         runner = spec.build(install_signal_handlers=True)
         if spec.initializer is not None:
             spec.initializer(runner, index)
-        asyncio.run(_run_child(spec.parent_pid, runner, grace))
+        if early.requested:  # stopped while it started: nothing claimed, nothing to release
+            return
+        asyncio.run(_run_child(spec.parent_pid, runner, grace, early))
     except SkiplockError as exc:
         log.error("worker process %d: %s", index, exc)  # one line: the error says it all
         sys.exit(1)
@@ -442,11 +450,38 @@ def _child_main(spec: _Spec, index: int, grace: float) -> None:
         os._exit(1 if runner.forced else 0)
 
 
-async def _run_child(parent_pid: int, runner: AsyncWorker, grace: float) -> None:
-    loop = asyncio.get_running_loop()
+class _EarlyStop:
+    """The child's SIGTERM/SIGINT handler until the worker installs its own (in ``run()``).
+
+    The supervisor passes its first signal on once, maybe while a child is still importing or
+    connecting: that child stops as soon as it can, with status 0, instead of dying of the signal.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.runner: AsyncWorker | None = None
+        self.pending: set[asyncio.Future[None]] = set()
+
+    def __call__(self, sig: int, frame: object) -> None:
+        self.requested = True
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.stop)
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            future = asyncio.ensure_future(self.runner.stop())
+            self.pending.add(future)
+            future.add_done_callback(self.pending.discard)
+
+
+async def _run_child(parent_pid: int, runner: AsyncWorker, grace: float, early: _EarlyStop) -> None:
+    early.runner, early.loop = runner, asyncio.get_running_loop()
+    if early.requested:
+        early.stop()
     threading.Thread(
         target=_watch_parent,
-        args=(parent_pid, runner, loop, grace),
+        args=(parent_pid, runner, early.loop, grace),
         name="skiplock-parent-watch",
         daemon=True,  # it never ends by itself while the parent lives
     ).start()
