@@ -216,6 +216,63 @@ def test_sigterm_stops_every_process_gracefully(dsn, client, conn, workdir):
 @pytest.mark.subprocess
 @pytest.mark.slow
 @needs_proc
+def test_a_second_signal_stops_every_process_at_once(dsn, client, conn, workdir):
+    """SIGTERM, then SIGTERM again while jobs that take a minute run: the processes release those jobs
+    without counting an attempt and exit at once; the supervisor exits 1."""
+    ids = enqueue(client, 8)
+    supervisor = start(
+        dsn,
+        workdir,
+        "--processes",
+        "2",
+        "--concurrency",
+        "2",
+        "--prefetch",
+        "0",
+        "--grace",
+        "60",
+        task_seconds=60,
+    )
+    try:
+        wait_until(
+            lambda: scalar(conn, "SELECT count(*) FROM ledger") == 4, timeout=60, what="4 jobs running"
+        )
+        children = descendants(supervisor.pid)
+        supervisor.send_signal(signal.SIGTERM)
+        wait_until(
+            lambda: logs(workdir).count("stopping gracefully (again to stop at once)") == 3, timeout=30
+        )
+        supervisor.send_signal(signal.SIGTERM)
+        code = supervisor.wait(timeout=30)  # well before the 60 s grace period and the jobs' 60 s
+    finally:
+        stop(supervisor, signal.SIGKILL)
+    assert code == 1, logs(workdir)
+    wait_until(lambda: not {p for p in children if alive(p)}, timeout=30, what="the children gone")
+    rows = dict(
+        conn.execute("SELECT id, state::text || ':' || attempt FROM skiplock.jobs WHERE id = ANY(%s)", [ids])
+    )
+    assert set(rows.values()) == {"available:0"}, rows  # released, running or not, no attempt spent
+    assert "received SIGTERM again: stopping the worker processes at once" in logs(workdir)
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_one_process_is_the_worker_itself(dsn, client, conn, workdir):
+    """`--processes 1` is today's worker: no supervisor, the command's own process claims."""
+    enqueue(client, 10)
+    worker = start(dsn, workdir, "--processes", "1")
+    try:
+        wait_until(lambda: scalar(conn, "SELECT count(*) FROM skiplock.job") == 0, timeout=60, what="drained")
+        assert {pid for (pid,) in conn.execute("SELECT DISTINCT pid FROM ledger")} == {worker.pid}
+    finally:
+        code = stop(worker)
+    assert code == 0, logs(workdir)
+    assert "supervisor" not in logs(workdir)
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+@needs_proc
 def test_a_killed_process_is_restarted_and_its_jobs_are_recovered(dsn, client, conn, workdir):
     """kill -9 of one worker process: the supervisor logs why and starts another; the jobs the dead one
     held come back when their 2 s leases expire (the reaper of a live process), and every job is
