@@ -240,7 +240,9 @@ def test_a_second_signal_stops_every_process_at_once(dsn, client, conn, workdir)
         children = descendants(supervisor.pid)
         supervisor.send_signal(signal.SIGTERM)
         wait_until(
-            lambda: logs(workdir).count("stopping gracefully (again to stop at once)") == 3, timeout=30
+            lambda: logs(workdir).count("received SIGTERM: stopping gracefully") == 2,
+            timeout=30,
+            what="both processes stopping gracefully",
         )
         supervisor.send_signal(signal.SIGTERM)
         code = supervisor.wait(timeout=30)  # well before the 60 s grace period and the jobs' 60 s
