@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import importlib
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
 import socket
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any, Final
 
-from skiplock.errors import ConfigError, SkiplockError
+from skiplock.errors import ConfigError
 from skiplock.migrate_async import AsyncMigrator
-from skiplock.task import REGISTRY, Task
+from skiplock.task import Task
+from skiplock.worker.child import ProcessSpec, child_main
 from skiplock.worker.runtime_async import AsyncWorker
 
 __all__ = [
@@ -52,10 +49,6 @@ RESTART_BACKOFF_CAP: Final = 60.0
 STABLE_AFTER: Final = 60.0
 #: After the second signal the children stop at once; those still alive this much later are killed.
 FORCE_KILL_AFTER: Final = 5.0
-#: How often a child checks that its supervisor is still its parent (where PDEATHSIG is missing).
-_PARENT_POLL: Final = 0.5
-#: Children log with their pid: N processes write to one stream.
-_LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
 
 def resolve_processes(value: int | str) -> int:
@@ -156,7 +149,7 @@ def run_processes(
         raise ConfigError("run_processes installs the children's signal handlers itself")
     names = None if tasks is None else tuple(t.name for t in tasks)
     task_modules = [] if tasks is None else [t.fn.__module__ for t in tasks]
-    spec = _Spec(
+    spec = ProcessSpec(
         modules=tuple(dict.fromkeys([*modules, *(m for m in task_modules if m != "__main__")])),
         task_names=names,
         default_task=default_task,
@@ -182,42 +175,6 @@ def _usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Spec:
-    """What a child needs to build its worker; pickled to it by ``spawn``."""
-
-    modules: tuple[str, ...]
-    task_names: tuple[str, ...] | None
-    default_task: str | None
-    options: dict[str, Any]
-    initializer: Callable[[AsyncWorker, int], object] | None
-    log_level: str | int | None
-    parent_pid: int
-
-    def build(self, *, install_signal_handlers: bool = False) -> AsyncWorker:
-        """Import the task modules and build the worker (no I/O yet)."""
-        for name in self.modules:
-            importlib.import_module(name)
-        fallback = None
-        if self.default_task is not None:
-            module_name, _, attribute = self.default_task.partition(":")
-            try:
-                fallback = getattr(importlib.import_module(module_name), attribute)
-            except (ImportError, AttributeError) as exc:
-                raise ConfigError(f"cannot load default task {self.default_task}: {exc}") from exc
-            if not isinstance(fallback, Task):
-                raise ConfigError(f"default task {self.default_task} is not a skiplock Task")
-        tasks = None
-        if self.task_names is not None:
-            missing = [n for n in self.task_names if n not in REGISTRY]
-            if missing:
-                raise ConfigError(f"tasks not registered after importing their modules: {missing}")
-            tasks = [REGISTRY[n] for n in self.task_names]
-        return AsyncWorker(
-            tasks, default_task=fallback, install_signal_handlers=install_signal_handlers, **self.options
-        )
-
-
 @dataclass(slots=True)
 class _Slot:
     """One of the N places a child runs in; a restarted child takes its predecessor's slot."""
@@ -228,11 +185,10 @@ class _Slot:
     deaths: int = 0  # in a row, reset once a child lived STABLE_AFTER seconds
     restart_at: float | None = None
     done: bool = False  # burst mode: its child found nothing left to do
-    codes: list[int] = field(default_factory=list)
 
 
 class _Supervisor:
-    def __init__(self, spec: _Spec, count: int, *, burst: bool, grace: float) -> None:
+    def __init__(self, spec: ProcessSpec, count: int, *, burst: bool, grace: float) -> None:
         self.spec = spec
         self.burst = burst
         self.grace = grace
@@ -324,7 +280,6 @@ class _Supervisor:
             process.join()
             code = process.exitcode
             slot.process = None
-            slot.codes.append(code)
             lived = now - slot.started_at
             if self.stopping:
                 self.failed |= code != 0
@@ -360,7 +315,7 @@ class _Supervisor:
 
     def _start(self, slot: _Slot) -> None:
         process = self.context.Process(
-            target=_child_main,
+            target=child_main,
             args=(self.spec, slot.index, self.grace),
             name=f"skiplock-worker-{slot.index}",
             daemon=False,  # a daemonic process may not start processes, and tasks may want to
@@ -379,110 +334,3 @@ class _Supervisor:
         if not moments:
             return None
         return max(0.0, min(moments) - time.monotonic())
-
-
-# --- the child side ------------------------------------------------------------------------
-
-_PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
-
-
-def _die_with_parent() -> bool:
-    """Ask Linux for SIGTERM when the parent dies; whether the kernel agreed."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        return False
-
-
-def _watch_parent(
-    parent_pid: int, runner: AsyncWorker, loop: asyncio.AbstractEventLoop, grace: float
-) -> None:
-    """Stop the worker once ``parent_pid`` is no longer our parent, and exit if that hangs.
-
-    The fallback where PDEATHSIG is missing (not Linux) or raced (the parent died before the
-    child asked for it). Where both act, the worker sees one signal and one ``stop()``: a
-    graceful stop, never the "second signal" of a forced one.
-    """
-    while os.getppid() == parent_pid:
-        time.sleep(_PARENT_POLL)
-    log.warning("the supervisor (pid %d) is gone: stopping", parent_pid)
-    with contextlib.suppress(RuntimeError):  # the loop already closed: the worker is done
-        asyncio.run_coroutine_threadsafe(runner.stop(), loop)
-    # The worker's own shutdown allows grace plus 5 s for releases; past a margin on that, go.
-    time.sleep(grace + 15)
-    log.error("the worker did not stop %.0f s after its supervisor died: exiting", grace + 15)
-    os._exit(1)
-
-
-def _child_main(spec: _Spec, index: int, grace: float) -> None:
-    """Run one worker in this child process until it stops; exit with its status."""
-    armed = _die_with_parent()
-    early = _EarlyStop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, early)
-    # Its own process group: a Ctrl-C in a terminal reaches the supervisor only, which passes
-    # it on once (a second copy would force the stop).
-    with contextlib.suppress(OSError):
-        os.setpgid(0, 0)
-    if os.getppid() != spec.parent_pid:  # the supervisor died before PDEATHSIG was armed
-        os._exit(1)
-    if spec.log_level is not None:
-        logging.basicConfig(level=spec.log_level, stream=sys.stderr, format=_LOG_FORMAT, force=True)
-    if not armed:
-        log.debug("PR_SET_PDEATHSIG unavailable: watching the supervisor's pid only")
-    try:
-        runner = spec.build(install_signal_handlers=True)
-        if spec.initializer is not None:
-            spec.initializer(runner, index)
-        if early.requested:  # stopped while it started: nothing claimed, nothing to release
-            return
-        asyncio.run(_run_child(spec.parent_pid, runner, grace, early))
-    except SkiplockError as exc:
-        log.error("worker process %d: %s", index, exc)  # one line: the error says it all
-        sys.exit(1)
-    if runner.forced or runner.has_stuck_threads:
-        # Task threads cannot be interrupted; their jobs are already released or failed.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1 if runner.forced else 0)
-
-
-class _EarlyStop:
-    """The child's SIGTERM/SIGINT handler until the worker installs its own (in ``run()``).
-
-    The supervisor passes its first signal on once, maybe while a child is still importing or
-    connecting: that child stops as soon as it can, with status 0, instead of dying of the signal.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.runner: AsyncWorker | None = None
-        self.pending: set[asyncio.Future[None]] = set()
-
-    def __call__(self, sig: int, frame: object) -> None:
-        self.requested = True
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.stop)
-
-    def stop(self) -> None:
-        if self.runner is not None:
-            future = asyncio.ensure_future(self.runner.stop())
-            self.pending.add(future)
-            future.add_done_callback(self.pending.discard)
-
-
-async def _run_child(parent_pid: int, runner: AsyncWorker, grace: float, early: _EarlyStop) -> None:
-    early.runner, early.loop = runner, asyncio.get_running_loop()
-    if early.requested:
-        early.stop()
-    threading.Thread(
-        target=_watch_parent,
-        args=(parent_pid, runner, early.loop, grace),
-        name="skiplock-parent-watch",
-        daemon=True,  # it never ends by itself while the parent lives
-    ).start()
-    await runner.run()
