@@ -10,9 +10,11 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -255,6 +257,97 @@ def test_a_second_signal_stops_every_process_at_once(dsn, client, conn, workdir)
     )
     assert set(rows.values()) == {"available:0"}, rows  # released, running or not, no attempt spent
     assert "received SIGTERM again: stopping the worker processes at once" in logs(workdir)
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_a_ctrl_c_to_the_whole_process_group_is_one_graceful_stop(dsn, client, conn, workdir):
+    """A terminal's Ctrl-C signals its whole foreground process group. The worker processes run in a
+    group of their own, so each sees the supervisor's one forwarded SIGINT, not a second copy that
+    would force the stop: running jobs finish, and the supervisor exits 0."""
+    ids = enqueue(client, 20)
+    env = {**os.environ, "SKIPLOCK_DSN": dsn, "TASK_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
+    with open(workdir / "supervisor-group.log", "wb") as log:
+        supervisor = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "skiplock", "worker", "proctasks", "--queues", "procs"),
+                *("--processes", "2", "--concurrency", "1", "--prefetch", "0"),
+            ],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group, as a shell gives a foreground job
+        )
+    try:
+        wait_until(
+            lambda: scalar(conn, "SELECT count(DISTINCT pid) FROM ledger") == 2,
+            timeout=60,
+            what="both processes running jobs",
+        )
+        os.killpg(supervisor.pid, signal.SIGINT)
+        code = supervisor.wait(timeout=60)
+    finally:
+        stop(supervisor, signal.SIGKILL)
+    assert code == 0, logs(workdir)
+    assert "again: stopping at once" not in logs(workdir)
+    started = {r[0] for r in conn.execute("SELECT DISTINCT job_id FROM ledger")}
+    rows = dict(
+        conn.execute("SELECT id, state::text || ':' || attempt FROM skiplock.jobs WHERE id = ANY(%s)", [ids])
+    )
+    assert {rows[i] for i in started} == {"completed:1"}
+    assert {rows[i] for i in ids if i not in started} == {"available:0"}
+
+
+def free_port_pair() -> int:
+    """A port P with P + 1 free too (for two processes' metrics)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no two consecutive free ports")
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_each_process_serves_its_metrics_on_its_own_port(dsn, client, conn, workdir):
+    pytest.importorskip("prometheus_client")
+    enqueue(client, 200)
+    port = free_port_pair()
+    supervisor = start(dsn, workdir, "--processes", "2", "--metrics-port", str(port))
+
+    def completed(p: int) -> float | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        lines = [
+            line
+            for line in text.splitlines()
+            if line.startswith('skiplock_worker_jobs_total{outcome="completed"}')
+        ]
+        return float(lines[0].split()[-1]) if lines else 0.0  # it answered, and completed nothing yet
+
+    def both_counted() -> tuple[float, float] | None:
+        first, second = completed(port), completed(port + 1)
+        if first is None or second is None or first + second != 200:
+            return None
+        return first, second
+
+    try:
+        wait_until(lambda: scalar(conn, "SELECT count(*) FROM skiplock.job") == 0, timeout=60, what="drained")
+        counts = wait_until(both_counted, timeout=30, what="both processes' metrics count every completion")
+    finally:
+        code = stop(supervisor)
+    assert code == 0, logs(workdir)
+    assert sum(counts) == 200  # each port served one process's own count
 
 
 @pytest.mark.subprocess
