@@ -47,6 +47,10 @@ TASKS = textwrap.dedent(
         return conn
 
 
+    def fail_at_start(worker, index):
+        raise SystemExit(3)  # an initializer that cannot work: every start of the process fails
+
+
     @skiplock.task(queue="procs")
     def record(i: int) -> int:
         job = skiplock.current_job()
@@ -69,6 +73,21 @@ API_SCRIPT = textwrap.dedent(
     if __name__ == "__main__":
         logging.basicConfig(level=logging.INFO)
         sys.exit(run_processes(2, modules=["proctasks"], queues=["procs"], concurrency=4, burst=True))
+    """
+)
+
+#: A worker process that exits with status 3 each time it starts.
+CRASHING_SCRIPT = textwrap.dedent(
+    """
+    import logging
+    import sys
+
+    import proctasks
+    from skiplock.worker import run_processes
+
+    if __name__ == "__main__":
+        logging.basicConfig(level=logging.INFO)
+        sys.exit(run_processes(1, modules=["proctasks"], initializer=proctasks.fail_at_start))
     """
 )
 
@@ -441,6 +460,31 @@ def test_no_process_outlives_a_killed_supervisor(dsn, client, conn, workdir):
     # They stopped gracefully: what ran finished, what was only leased went back.
     assert scalar(conn, "SELECT count(*) FROM skiplock.job WHERE state = 'running'") == 0, logs(workdir)
     assert "stopping gracefully" in logs(workdir)
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_a_process_that_keeps_dying_is_restarted_ever_later(dsn, workdir):
+    """A process that exits with status 3 at every start: the supervisor says so each time and waits
+    1, 2, then 4 s before the next start; SIGTERM still ends it while it waits."""
+    (workdir / "crashing.py").write_text(CRASHING_SCRIPT)
+    env = {**os.environ, "SKIPLOCK_DSN": dsn, "PYTHONUNBUFFERED": "1"}
+    with open(workdir / "supervisor-crashing.log", "wb") as log:
+        supervisor = subprocess.Popen(
+            [sys.executable, "crashing.py"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until(lambda: "restarting it in 4.0 s" in logs(workdir), timeout=60, what="the third restart")
+        code = stop(supervisor, signal.SIGTERM)
+    finally:
+        stop(supervisor, signal.SIGKILL)
+    assert code == 0, logs(workdir)
+    delays = [
+        line.rpartition("restarting it in ")[2]
+        for line in logs(workdir).splitlines()
+        if "exited with status 3 after" in line
+    ]
+    assert delays[:3] == ["1.0 s", "2.0 s", "4.0 s"], logs(workdir)
 
 
 @pytest.mark.subprocess
