@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import importlib
 import logging
 import os
@@ -78,6 +77,8 @@ def _die_with_parent() -> bool:
     """Ask Linux for SIGTERM when the parent dies; whether the kernel agreed."""
     if not sys.platform.startswith("linux"):
         return False
+    import ctypes  # here, not with the module: only a child needs it
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return bool(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0)

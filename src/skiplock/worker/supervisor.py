@@ -11,22 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
-import multiprocessing.connection
 import os
 import signal
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from multiprocessing.process import BaseProcess
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from skiplock.errors import ConfigError
 from skiplock.migrate_async import AsyncMigrator
 from skiplock.task import Task
 from skiplock.worker.child import ProcessSpec, child_main
 from skiplock.worker.runtime_async import AsyncWorker
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
 
 __all__ = [
     "FORCE_KILL_AFTER",
@@ -193,6 +193,9 @@ class _Supervisor:
         self.burst = burst
         self.grace = grace
         self.slots = [_Slot(i) for i in range(count)]
+        # Imported here, not with the module: `import skiplock` should not pay for multiprocessing.
+        import multiprocessing
+
         self.context = multiprocessing.get_context("spawn")
         self.signals: list[int] = []
         self.stopping = 0  # signals handled so far: 1 graceful, 2 at once, 3 killed
@@ -200,6 +203,8 @@ class _Supervisor:
         self.failed = False
 
     def run(self) -> int:
+        from multiprocessing.connection import wait
+
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
@@ -211,7 +216,7 @@ class _Supervisor:
             for slot in self.slots:
                 self._start(slot)
             while not self._finished():
-                ready = multiprocessing.connection.wait([*self._sentinels(), wake_r], self._timeout())
+                ready = wait([*self._sentinels(), wake_r], self._timeout())
                 if wake_r in ready:
                     with contextlib.suppress(BlockingIOError):
                         wake_r.recv(4096)
