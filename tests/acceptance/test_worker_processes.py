@@ -47,6 +47,12 @@ TASKS = textwrap.dedent(
         return conn
 
 
+    def without_pdeathsig(worker, index):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG 0: leave it to the pid watch
+
+
     def fail_at_start(worker, index):
         raise SystemExit(3)  # an initializer that cannot work: every start of the process fails
 
@@ -88,6 +94,30 @@ CRASHING_SCRIPT = textwrap.dedent(
     if __name__ == "__main__":
         logging.basicConfig(level=logging.INFO)
         sys.exit(run_processes(1, modules=["proctasks"], initializer=proctasks.fail_at_start))
+    """
+)
+
+#: Worker processes that gave up PDEATHSIG: only their watch on the parent pid is left.
+WATCH_ONLY_SCRIPT = textwrap.dedent(
+    """
+    import logging
+    import sys
+    from datetime import timedelta
+
+    import proctasks
+    from skiplock.worker import run_processes
+
+    if __name__ == "__main__":
+        logging.basicConfig(level=logging.INFO)
+        sys.exit(
+            run_processes(
+                2,
+                modules=["proctasks"],
+                initializer=proctasks.without_pdeathsig,
+                concurrency=2,
+                grace_period=timedelta(seconds=5),
+            )
+        )
     """
 )
 
@@ -485,6 +515,40 @@ def test_a_process_that_keeps_dying_is_restarted_ever_later(dsn, workdir):
         if "exited with status 3 after" in line
     ]
     assert delays[:3] == ["1.0 s", "2.0 s", "4.0 s"], logs(workdir)
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+@needs_proc
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_without_pdeathsig_the_parent_watch_still_stops_the_processes(dsn, client, conn, workdir):
+    """The fallback alone: processes that gave PDEATHSIG up notice the killed supervisor by its pid,
+    stop gracefully and exit, leaving no job running."""
+    enqueue(client, 200)
+    (workdir / "watch_only.py").write_text(WATCH_ONLY_SCRIPT)
+    env = {**os.environ, "SKIPLOCK_DSN": dsn, "TASK_SECONDS": "0.05", "PYTHONUNBUFFERED": "1"}
+    with open(workdir / "supervisor-watch.log", "wb") as log:
+        supervisor = subprocess.Popen(
+            [sys.executable, "watch_only.py"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until(
+            lambda: scalar(conn, "SELECT count(DISTINCT pid) FROM ledger") == 2,
+            timeout=60,
+            what="both processes running jobs",
+        )
+        children = descendants(supervisor.pid)
+        supervisor.send_signal(signal.SIGKILL)
+        assert supervisor.wait(timeout=30) == -signal.SIGKILL
+        wait_until(
+            lambda: not {p for p in children if alive(p)},
+            timeout=60,
+            what="every child of the supervisor gone",
+        )
+    finally:
+        stop(supervisor, signal.SIGKILL)
+    assert scalar(conn, "SELECT count(*) FROM skiplock.job WHERE state = 'running'") == 0, logs(workdir)
+    assert logs(workdir).count(f"the supervisor (pid {supervisor.pid}) is gone: stopping") == 2
 
 
 @pytest.mark.subprocess
