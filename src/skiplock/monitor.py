@@ -257,7 +257,9 @@ class Monitor:
         if shown["queues"]:
             panels.append(self._queues_table(snap, width, shown["queues"]))
         left_w, right_w = width, width
-        if side:  # the workers take what they need, from two fifths to three of the width
+        # The workers take what they need, from two fifths to three of the width; with no
+        # workers panel the postgres panel is alone on its row and takes all of it.
+        if side and shown["workers"] and shown["postgres"]:
             left_w = max(
                 width * 2 // 5, min(width * 3 // 5, _workers_width(snap.workers[: shown["workers"]]))
             )
