@@ -2774,10 +2774,13 @@ CREATE VIEW skiplock.health AS
             COALESCE((NULLIF(current_setting('skiplock.long_transaction_critical'::text, true), ''::text))::interval, '00:05:00'::interval) AS critical
         ), holders AS (
          SELECT 'session'::text AS kind,
-            (now() - COALESCE(a.xact_start, a.query_start)) AS age,
+                CASE
+                    WHEN (a.backend_type <> 'walsender'::text) THEN (now() - a.xact_start)
+                    ELSE NULL::interval
+                END AS age,
             GREATEST(age(a.backend_xmin), age(a.backend_xid)) AS xmin_age,
             true AS pins,
-            (((((((((((('pid '::text || a.pid) || ' open '::text) || COALESCE((date_trunc('second'::text, (now() - a.xact_start)))::text, '?'::text)) || ', xmin age '::text) || GREATEST(age(a.backend_xmin), age(a.backend_xid))) || ', user '::text) || COALESCE((a.usename)::text, '?'::text)) || COALESCE((', app '::text || NULLIF(a.application_name, ''::text)), ''::text)) || ', '::text) || COALESCE(a.state, '?'::text)) || ': '::text) || "left"(regexp_replace(COALESCE(a.query, ''::text), '\s+'::text, ' '::text, 'g'::text), 200)) AS label,
+            (((((((((((('pid '::text || a.pid) || ' '::text) || COALESCE(('open '::text || date_trunc('second'::text, (now() - a.xact_start))), a.backend_type, '?'::text)) || ', xmin age '::text) || GREATEST(age(a.backend_xmin), age(a.backend_xid))) || ', user '::text) || COALESCE((a.usename)::text, '?'::text)) || COALESCE((', app '::text || NULLIF(a.application_name, ''::text)), ''::text)) || ', '::text) || COALESCE(a.state, '?'::text)) || ': '::text) || "left"(regexp_replace(COALESCE(a.query, ''::text), '\s+'::text, ' '::text, 'g'::text), 200)) AS label,
             (('SELECT pg_terminate_backend('::text || a.pid) || ')'::text) AS stop
            FROM pg_stat_activity a
           WHERE (((a.backend_xmin IS NOT NULL) OR (a.backend_xid IS NOT NULL)) AND (a.pid <> pg_backend_pid()) AND ((a.datname = current_database()) OR (a.backend_type = 'walsender'::text)) AND (a.backend_type <> 'autovacuum worker'::text))
@@ -2815,7 +2818,7 @@ CREATE VIEW skiplock.health AS
             h.label,
             h.stop,
                 CASE
-                    WHEN (h.kind = 'slot'::text) THEN
+                    WHEN (h.age IS NULL) THEN
                     CASE
                         WHEN (h.xmin_age > 100000000) THEN 'critical'::text
                         WHEN (h.xmin_age > 10000000) THEN 'warn'::text

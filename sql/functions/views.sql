@@ -197,12 +197,15 @@ CREATE OR REPLACE VIEW skiplock.health AS
                         interval '5 minutes') AS critical
     ),
     holders AS (
-        -- kind, age (NULL for slots: they have no start time), xmin_age in transactions, pins
+        -- kind, age (NULL when there is no start time to go by), xmin_age in transactions, pins
         -- (whether it keeps skiplock.job's dead rows), the text naming it (the essentials first,
         -- so that a narrow screen cuts the query, not the pid or the ages), and how to end it.
-        SELECT 'session' AS kind, now() - COALESCE(a.xact_start, a.query_start) AS age,
+        -- A walsender's transaction start means nothing (it streams for days): like a slot, it
+        -- is rated by its xmin age.
+        SELECT 'session' AS kind, CASE WHEN a.backend_type <> 'walsender' THEN now() - a.xact_start END AS age,
                greatest(age(a.backend_xmin), age(a.backend_xid)) AS xmin_age, true AS pins,
-               'pid ' || a.pid || ' open ' || COALESCE(date_trunc('second', now() - a.xact_start)::text, '?')
+               'pid ' || a.pid || ' '
+                   || COALESCE('open ' || date_trunc('second', now() - a.xact_start), a.backend_type, '?')
                    || ', xmin age ' || greatest(age(a.backend_xmin), age(a.backend_xid))
                    || ', user ' || COALESCE(a.usename::text, '?')
                    || COALESCE(', app ' || NULLIF(a.application_name, ''), '')
@@ -234,7 +237,7 @@ CREATE OR REPLACE VIEW skiplock.health AS
     ),
     rated AS (
         SELECT h.*,
-               CASE WHEN h.kind = 'slot' THEN
+               CASE WHEN h.age IS NULL THEN  -- slots and walsenders: no start time, an xmin age
                         CASE WHEN h.xmin_age > 100000000 THEN 'critical' WHEN h.xmin_age > 10000000 THEN 'warn'
                              ELSE 'ok' END
                     WHEN h.age > l.critical THEN 'critical'
