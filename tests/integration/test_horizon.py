@@ -247,3 +247,23 @@ def test_a_logical_slot_is_named_with_its_drop_statement_and_pins_the_catalogs_o
                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'skiplock_cdc'"
             )
         assert check(conn, "replication_slots")[:2] == ("ok", "none holding xmin")
+
+
+def test_a_walsender_holding_a_snapshot_is_named_and_rated_by_its_xmin_age(server):
+    """Pass: a replication connection (a walsender, here one running SQL in a REPEATABLE READ
+    transaction) shows in oldest_transaction as `pid <pid> walsender, xmin age …` with its
+    terminate statement; it is rated by its xmin age, like a slot, not by time (a walsender
+    streams for days), so even a zero time threshold leaves it ok."""
+    walsender = psycopg.connect(make_conninfo(server, replication="database"), autocommit=True)
+    try:
+        walsender.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        walsender.execute("SELECT count(*) FROM skiplock.job").fetchall()
+        pid = walsender.info.backend_pid
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute("SET skiplock.long_transaction_warn = '0'")
+            status, value, fix = check(conn, "oldest_transaction")
+            assert value.startswith(f"pid {pid} walsender, xmin age "), value
+            assert status == "ok", value
+            assert f"SELECT pg_terminate_backend({pid})" in fix
+    finally:
+        walsender.close()
