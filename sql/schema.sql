@@ -2994,9 +2994,9 @@ CREATE VIEW skiplock.health AS
         )
  SELECT c.name,
     c.status,
-    c.value,
+    (c.value COLLATE "C") AS value,
     c.detail,
-    c.fix
+    (c.fix COLLATE "default") AS fix
    FROM checks c;
 
 --

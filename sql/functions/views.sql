@@ -373,7 +373,11 @@ CREATE OR REPLACE VIEW skiplock.health AS
                'check those hosts; their jobs come back when their leases expire'
         FROM skiplock.workers AS w
     )
-    SELECT c.name, c.status, c.value, c.detail, c.fix FROM checks AS c;
+    -- CREATE OR REPLACE VIEW cannot change a column's collation, and texts built from slot,
+    -- role and database names (type name, collation "C") take theirs: the columns keep the
+    -- collations the view was first created with (value "C", fix the default).
+    SELECT c.name, c.status, c.value COLLATE "C" AS value, c.detail, c.fix COLLATE "default" AS fix
+    FROM checks AS c;
 
 -- webhooks: the registered webhooks, without their secrets.
 CREATE OR REPLACE VIEW skiplock.webhooks AS
