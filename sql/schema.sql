@@ -2769,26 +2769,82 @@ CREATE VIEW skiplock.health AS
            FROM (pg_stat_user_tables s
              JOIN pg_class c_1 ON ((c_1.oid = s.relid)))
           WHERE (s.relid = ('skiplock.job'::regclass)::oid)
-        ), horizon AS (
-         SELECT a.pid,
-            (now() - a.xact_start) AS age,
-            a.state,
-            a.application_name,
-            a.usename,
-            GREATEST(age(a.backend_xmin), age(a.backend_xid)) AS xmin_age
+        ), limits AS (
+         SELECT COALESCE((NULLIF(current_setting('skiplock.long_transaction_warn'::text, true), ''::text))::interval, '00:01:00'::interval) AS warn,
+            COALESCE((NULLIF(current_setting('skiplock.long_transaction_critical'::text, true), ''::text))::interval, '00:05:00'::interval) AS critical
+        ), holders AS (
+         SELECT 'session'::text AS kind,
+                CASE
+                    WHEN (a.backend_type <> 'walsender'::text) THEN (now() - a.xact_start)
+                    ELSE NULL::interval
+                END AS age,
+            GREATEST(age(a.backend_xmin), age(a.backend_xid)) AS xmin_age,
+            true AS pins,
+            (((((((((((('pid '::text || a.pid) || ' '::text) || COALESCE(('open '::text || date_trunc('second'::text, (now() - a.xact_start))), a.backend_type, '?'::text)) || ', xmin age '::text) || GREATEST(age(a.backend_xmin), age(a.backend_xid))) || ', user '::text) || COALESCE((a.usename)::text, '?'::text)) || COALESCE((', app '::text || NULLIF(a.application_name, ''::text)), ''::text)) || ', '::text) || COALESCE(a.state, '?'::text)) || ': '::text) || "left"(regexp_replace(COALESCE(a.query, ''::text), '\s+'::text, ' '::text, 'g'::text), 200)) AS label,
+            (('SELECT pg_terminate_backend('::text || a.pid) || ')'::text) AS stop
            FROM pg_stat_activity a
-          WHERE (((a.backend_xmin IS NOT NULL) OR (a.backend_xid IS NOT NULL)) AND (a.pid <> pg_backend_pid()) AND (a.datname = current_database()))
-          ORDER BY a.xact_start
-         LIMIT 1
-        ), slots AS (
-         SELECT count(*) AS n,
-            max(age(COALESCE(r.xmin, r.catalog_xmin))) AS xmin_age
+          WHERE (((a.backend_xmin IS NOT NULL) OR (a.backend_xid IS NOT NULL)) AND (a.pid <> pg_backend_pid()) AND ((a.datname = current_database()) OR (a.backend_type = 'walsender'::text)) AND (a.backend_type <> 'autovacuum worker'::text))
+        UNION ALL
+         SELECT 'slot'::text,
+            NULL::interval,
+            age(COALESCE(r.xmin, r.catalog_xmin)) AS age,
+            (r.xmin IS NOT NULL),
+            (((((((('slot '::text || (r.slot_name)::text) || ' ('::text) || r.slot_type) || ', '::text) ||
+                CASE
+                    WHEN r.active THEN 'active'::text
+                    ELSE 'inactive'::text
+                END) || ') '::text) ||
+                CASE
+                    WHEN (r.xmin IS NOT NULL) THEN ('xmin age '::text || age(r.xmin))
+                    ELSE (('catalog_xmin age '::text || age(r.catalog_xmin)) || ' (system catalogs only)'::text)
+                END) || COALESCE((', database '::text || (r.database)::text), ''::text)),
+            (('SELECT pg_drop_replication_slot('::text || quote_literal((r.slot_name)::text)) || ')'::text)
            FROM pg_replication_slots r
           WHERE ((r.xmin IS NOT NULL) OR (r.catalog_xmin IS NOT NULL))
-        ), prepared AS (
-         SELECT count(*) AS n,
-            max((now() - p.prepared)) AS age
+        UNION ALL
+         SELECT 'prepared'::text,
+            (now() - p.prepared),
+            age(p.transaction) AS age,
+            true,
+            ((((((('gid '::text || quote_literal(p.gid)) || ' prepared '::text) || date_trunc('second'::text, (now() - p.prepared))) || ' ago, xmin age '::text) || age(p.transaction)) || ', owner '::text) || (p.owner)::text),
+            ('ROLLBACK PREPARED '::text || quote_literal(p.gid))
            FROM pg_prepared_xacts p
+          WHERE (p.database = current_database())
+        ), rated AS (
+         SELECT h.kind,
+            h.age,
+            h.xmin_age,
+            h.pins,
+            h.label,
+            h.stop,
+                CASE
+                    WHEN (h.age IS NULL) THEN
+                    CASE
+                        WHEN (h.xmin_age > 100000000) THEN 'critical'::text
+                        WHEN (h.xmin_age > 10000000) THEN 'warn'::text
+                        ELSE 'ok'::text
+                    END
+                    WHEN (h.age > l.critical) THEN 'critical'::text
+                    WHEN (h.age > l.warn) THEN 'warn'::text
+                    ELSE 'ok'::text
+                END AS status
+           FROM (holders h
+             CROSS JOIN limits l)
+        ), oldest AS (
+         SELECT DISTINCT ON (r.kind) r.kind,
+            r.label,
+            r.stop,
+            r.status,
+            (count(*) OVER (PARTITION BY r.kind) - 1) AS others
+           FROM rated r
+          ORDER BY r.kind, r.xmin_age DESC NULLS LAST
+        ), pinned AS (
+         SELECT r.label,
+            r.stop
+           FROM rated r
+          WHERE (r.pins AND ((r.status <> 'ok'::text) OR (r.kind = 'slot'::text)))
+          ORDER BY r.xmin_age DESC NULLS LAST
+         LIMIT 1
         ), parts AS (
          SELECT count(*) AS n,
             max(to_date("substring"((c_1.relname)::text, 'job_history_p(\d{8})$'::text), 'YYYYMMDD'::text)) AS last_day,
@@ -2802,15 +2858,20 @@ CREATE VIEW skiplock.health AS
           WHERE ((j.state = 'running'::skiplock.job_state) AND (j.lease_expires_at < (now() - '00:01:00'::interval)))
         ), checks AS (
          SELECT 'dead_tuples'::text AS name,
-            ((((h.n_dead_tup)::text || ' dead, '::text) || h.n_live_tup) || ' live'::text) AS value,
+            (((((h.n_dead_tup)::text || ' dead, '::text) || h.n_live_tup) || ' live'::text) ||
                 CASE
-                    WHEN ((h.n_dead_tup > 1000000) AND (h.n_dead_tup > (2 * h.n_live_tup))) THEN 'critical'::text
-                    WHEN ((h.n_dead_tup > 100000) AND (h.n_dead_tup > h.n_live_tup)) THEN 'warn'::text
+                    WHEN ((h.n_dead_tup > GREATEST((1000)::bigint, h.n_live_tup)) AND (p.label IS NOT NULL)) THEN ('; cannot be removed: pinned by '::text || p.label)
+                    ELSE ''::text
+                END) AS value,
+                CASE
+                    WHEN (h.n_dead_tup > GREATEST((100000)::bigint, (10 * h.n_live_tup))) THEN 'critical'::text
+                    WHEN (h.n_dead_tup > GREATEST((1000)::bigint, h.n_live_tup)) THEN 'warn'::text
                     ELSE 'ok'::text
                 END AS status,
-            'skiplock.job, the hot table: dead rows slow every claim until vacuum removes them'::text AS detail,
-            'find what holds the xmin horizon (oldest_transaction below) and end it; check autovacuum runs'::text AS fix
-           FROM hot h
+            ('skiplock.job, the hot table: dead rows slow every claim until vacuum removes them, and vacuum'::text || ' cannot remove those that the oldest snapshot (the xmin horizon) may still see'::text) AS detail,
+            COALESCE(('end what pins the horizon: '::text || p.stop), 'VACUUM skiplock.job; check that autovacuum runs (last_vacuum below)'::text) AS fix
+           FROM (hot h
+             LEFT JOIN pinned p ON (true))
         UNION ALL
          SELECT 'hot_table_size'::text,
             (((pg_size_pretty(h.table_bytes) || ' + '::text) || pg_size_pretty(h.index_bytes)) || ' indexes'::text),
@@ -2843,37 +2904,28 @@ CREATE VIEW skiplock.health AS
            FROM hot h
         UNION ALL
          SELECT 'oldest_transaction'::text,
-            COALESCE(((((((((('pid '::text || x.pid) || ' ('::text) || COALESCE(NULLIF(x.application_name, ''::text), (x.usename)::text, '?'::text)) || ', '::text) || COALESCE(x.state, '?'::text)) || ') open '::text) || to_char(x.age, 'HH24:MI:SS'::text)) || ', xmin age '::text) || x.xmin_age), 'none'::text) AS "coalesce",
-                CASE
-                    WHEN (x.age > COALESCE((NULLIF(current_setting('skiplock.long_transaction_critical'::text, true), ''::text))::interval, '00:05:00'::interval)) THEN 'critical'::text
-                    WHEN (x.age > COALESCE((NULLIF(current_setting('skiplock.long_transaction_warn'::text, true), ''::text))::interval, '00:01:00'::interval)) THEN 'warn'::text
-                    ELSE 'ok'::text
-                END AS "case",
-            'the session holding back the xmin horizon: no row deleted after its snapshot can be vacuumed'::text,
-            COALESCE((('end it: SELECT pg_terminate_backend('::text || x.pid) || '); and set idle_in_transaction_session_timeout'::text), 'nothing to do'::text) AS "coalesce"
+            COALESCE((x.label || COALESCE(((' (+'::text || NULLIF(x.others, 0)) || ' more)'::text), ''::text)), 'none'::text) AS "coalesce",
+            COALESCE(x.status, 'ok'::text) AS "coalesce",
+            'the session of this database with the oldest snapshot: no row deleted after it can be vacuumed'::text,
+            COALESCE((('end it: '::text || x.stop) || '; and set idle_in_transaction_session_timeout'::text), 'nothing to do'::text) AS "coalesce"
            FROM (( SELECT 1 AS "?column?") one
-             LEFT JOIN horizon x ON (true))
+             LEFT JOIN oldest x ON ((x.kind = 'session'::text)))
         UNION ALL
          SELECT 'replication_slots'::text,
-            ((s.n || ' holding xmin'::text) || COALESCE((', oldest age '::text || s.xmin_age), ''::text)),
-                CASE
-                    WHEN (s.xmin_age > 100000000) THEN 'critical'::text
-                    WHEN ((s.n > 0) AND (s.xmin_age > 10000000)) THEN 'warn'::text
-                    ELSE 'ok'::text
-                END AS "case",
-            'replication slots whose consumers lag hold back vacuum like a long transaction'::text,
-            'advance or drop the slot: SELECT pg_drop_replication_slot(name)'::text
-           FROM slots s
+            COALESCE((x.label || COALESCE(((' (+'::text || NULLIF(x.others, 0)) || ' more)'::text), ''::text)), 'none holding xmin'::text) AS "coalesce",
+            COALESCE(x.status, 'ok'::text) AS "coalesce",
+            ('a slot whose consumer lags or is gone holds back vacuum like a long transaction (xmin: every'::text || ' table; catalog_xmin: the system catalogs) and keeps WAL'::text),
+            COALESCE(('consume it, or drop it: '::text || x.stop), 'nothing to do'::text) AS "coalesce"
+           FROM (( SELECT 1 AS "?column?") one
+             LEFT JOIN oldest x ON ((x.kind = 'slot'::text)))
         UNION ALL
          SELECT 'prepared_transactions'::text,
-            (p.n || COALESCE((', oldest '::text || to_char(p.age, 'HH24:MI:SS'::text)), ''::text)),
-                CASE
-                    WHEN (p.age > '00:05:00'::interval) THEN 'warn'::text
-                    ELSE 'ok'::text
-                END AS "case",
-            'forgotten two-phase transactions hold the xmin horizon and their locks'::text,
-            'COMMIT PREPARED or ROLLBACK PREPARED them (pg_prepared_xacts lists them)'::text
-           FROM prepared p
+            COALESCE((x.label || COALESCE(((' (+'::text || NULLIF(x.others, 0)) || ' more)'::text), ''::text)), 'none'::text) AS "coalesce",
+            COALESCE(x.status, 'ok'::text) AS "coalesce",
+            'a forgotten two-phase transaction holds the xmin horizon and its locks until it is finished'::text,
+            COALESCE(('finish it (COMMIT PREPARED, or roll it back): '::text || x.stop), 'nothing to do'::text) AS "coalesce"
+           FROM (( SELECT 1 AS "?column?") one
+             LEFT JOIN oldest x ON ((x.kind = 'prepared'::text)))
         UNION ALL
          SELECT 'partitions_ahead'::text,
             COALESCE(((((((p.last_day - ((now() AT TIME ZONE 'UTC'::text))::date))::text || ' days ahead, '::text) || p.n) || ' partitions, '::text) || pg_size_pretty(p.bytes)), 'no partitions'::text) AS "coalesce",
@@ -2942,9 +2994,9 @@ CREATE VIEW skiplock.health AS
         )
  SELECT c.name,
     c.status,
-    c.value,
+    (c.value COLLATE "C") AS value,
     c.detail,
-    c.fix
+    (c.fix COLLATE "default") AS fix
    FROM checks c;
 
 --

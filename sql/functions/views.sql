@@ -171,6 +171,15 @@ CREATE OR REPLACE VIEW skiplock.recent_failures AS
 
 -- health: one row per check of the PostgreSQL under the queue, with a status (ok / warn /
 -- critical) at documented thresholds, the value, and a fix.
+--
+-- The xmin horizon: vacuum cannot remove a row version that some snapshot may still see, so the
+-- oldest snapshot or transaction id anywhere that can see this database's tables decides how many
+-- of the dead rows every claim leaves behind stay in the hot table. `holders` lists what can pin
+-- it: sessions of this database with a snapshot (backend_xmin) or a transaction id (backend_xid)
+-- (since PostgreSQL 14 other databases' sessions do not pin this one's tables), replication slots
+-- (xmin pins every table; catalog_xmin, what a logical slot keeps, pins the system catalogs only),
+-- and prepared transactions of this database. Each row carries the statement that would end it,
+-- for a person to run: the view never runs it.
 CREATE OR REPLACE VIEW skiplock.health AS
     WITH hot AS (
         SELECT s.n_live_tup, s.n_dead_tup, greatest(s.last_vacuum, s.last_autovacuum) AS vacuumed_at,
@@ -181,23 +190,75 @@ CREATE OR REPLACE VIEW skiplock.health AS
         JOIN pg_class AS c ON c.oid = s.relid
         WHERE s.relid = 'skiplock.job'::regclass
     ),
-    horizon AS (
-        -- A snapshot (backend_xmin) or a transaction id (backend_xid) both hold the horizon back.
-        SELECT a.pid, now() - a.xact_start AS age, a.state, a.application_name, a.usename,
-               greatest(age(a.backend_xmin), age(a.backend_xid)) AS xmin_age
+    limits AS (
+        SELECT COALESCE(NULLIF(current_setting('skiplock.long_transaction_warn', true), '')::interval,
+                        interval '1 minute') AS warn,
+               COALESCE(NULLIF(current_setting('skiplock.long_transaction_critical', true), '')::interval,
+                        interval '5 minutes') AS critical
+    ),
+    holders AS (
+        -- kind, age (NULL when there is no start time to go by), xmin_age in transactions, pins
+        -- (whether it keeps skiplock.job's dead rows), the text naming it (the essentials first,
+        -- so that a narrow screen cuts the query, not the pid or the ages), and how to end it.
+        -- A walsender's transaction start means nothing (it streams for days): like a slot, it
+        -- is rated by its xmin age.
+        SELECT 'session' AS kind, CASE WHEN a.backend_type <> 'walsender' THEN now() - a.xact_start END AS age,
+               greatest(age(a.backend_xmin), age(a.backend_xid)) AS xmin_age, true AS pins,
+               'pid ' || a.pid || ' '
+                   || COALESCE('open ' || date_trunc('second', now() - a.xact_start), a.backend_type, '?')
+                   || ', xmin age ' || greatest(age(a.backend_xmin), age(a.backend_xid))
+                   || ', user ' || COALESCE(a.usename::text, '?')
+                   || COALESCE(', app ' || NULLIF(a.application_name, ''), '')
+                   || ', ' || COALESCE(a.state, '?')
+                   || ': ' || left(regexp_replace(COALESCE(a.query, ''), '\s+', ' ', 'g'), 200) AS label,
+               'SELECT pg_terminate_backend(' || a.pid || ')' AS stop
         FROM pg_stat_activity AS a
         WHERE (a.backend_xmin IS NOT NULL OR a.backend_xid IS NOT NULL)
-          AND a.pid <> pg_backend_pid() AND a.datname = current_database()
-        ORDER BY a.xact_start
-        LIMIT 1
-    ),
-    slots AS (
-        SELECT count(*) AS n, max(age(COALESCE(r.xmin, r.catalog_xmin))) AS xmin_age
+          AND a.pid <> pg_backend_pid()
+          -- A walsender's xmin (hot_standby_feedback without a slot) pins every database.
+          AND (a.datname = current_database() OR a.backend_type = 'walsender')
+          AND a.backend_type <> 'autovacuum worker'  -- vacuum's own snapshot pins nothing
+        UNION ALL
+        SELECT 'slot', NULL, age(COALESCE(r.xmin, r.catalog_xmin)), r.xmin IS NOT NULL,
+               'slot ' || r.slot_name || ' (' || r.slot_type || ', ' || CASE WHEN r.active THEN 'active' ELSE 'inactive' END
+                   || ') ' || CASE WHEN r.xmin IS NOT NULL THEN 'xmin age ' || age(r.xmin)
+                                   ELSE 'catalog_xmin age ' || age(r.catalog_xmin) || ' (system catalogs only)' END
+                   || COALESCE(', database ' || r.database, ''),
+               'SELECT pg_drop_replication_slot(' || quote_literal(r.slot_name) || ')'
         FROM pg_replication_slots AS r
         WHERE r.xmin IS NOT NULL OR r.catalog_xmin IS NOT NULL
+        UNION ALL
+        SELECT 'prepared', now() - p.prepared, age(p.transaction), true,
+               'gid ' || quote_literal(p.gid) || ' prepared ' || date_trunc('second', now() - p.prepared)
+                   || ' ago, xmin age ' || age(p.transaction) || ', owner ' || p.owner,
+               'ROLLBACK PREPARED ' || quote_literal(p.gid)
+        FROM pg_prepared_xacts AS p
+        WHERE p.database = current_database()
     ),
-    prepared AS (
-        SELECT count(*) AS n, max(now() - p.prepared) AS age FROM pg_prepared_xacts AS p
+    rated AS (
+        SELECT h.*,
+               CASE WHEN h.age IS NULL THEN  -- slots and walsenders: no start time, an xmin age
+                        CASE WHEN h.xmin_age > 100000000 THEN 'critical' WHEN h.xmin_age > 10000000 THEN 'warn'
+                             ELSE 'ok' END
+                    WHEN h.age > l.critical THEN 'critical'
+                    WHEN h.age > l.warn THEN 'warn'
+                    ELSE 'ok' END AS status
+        FROM holders AS h CROSS JOIN limits AS l
+    ),
+    oldest AS (
+        -- Per kind, the holder with the oldest xmin, and how many others there are.
+        SELECT DISTINCT ON (r.kind) r.kind, r.label, r.stop, r.status, count(*) OVER (PARTITION BY r.kind) - 1 AS others
+        FROM rated AS r
+        ORDER BY r.kind, r.xmin_age DESC NULLS LAST
+    ),
+    pinned AS (
+        -- What keeps skiplock.job's dead rows: the oldest holder past its threshold that pins user
+        -- tables (a slot's xmin pins them whatever its age: it stays until the slot is consumed
+        -- or dropped). NULL when the horizon is free, or held only briefly.
+        SELECT r.label, r.stop FROM rated AS r
+        WHERE r.pins AND (r.status <> 'ok' OR r.kind = 'slot')
+        ORDER BY r.xmin_age DESC NULLS LAST
+        LIMIT 1
     ),
     parts AS (
         SELECT count(*) AS n,
@@ -212,13 +273,20 @@ CREATE OR REPLACE VIEW skiplock.health AS
         WHERE j.state = 'running' AND j.lease_expires_at < now() - interval '1 minute'
     ),
     checks AS (
-        SELECT 'dead_tuples' AS name, h.n_dead_tup::text || ' dead, ' || h.n_live_tup || ' live' AS value,
-               CASE WHEN h.n_dead_tup > 1000000 AND h.n_dead_tup > 2 * h.n_live_tup THEN 'critical'
-                    WHEN h.n_dead_tup > 100000 AND h.n_dead_tup > h.n_live_tup THEN 'warn'
+        -- Dead rows weighed against live ones: a queue of 85 live jobs behind 96,817 dead row
+        -- versions claims slowly although no fixed count says so.
+        SELECT 'dead_tuples' AS name,
+               h.n_dead_tup::text || ' dead, ' || h.n_live_tup || ' live'
+                   || CASE WHEN h.n_dead_tup > greatest(1000, h.n_live_tup) AND p.label IS NOT NULL
+                           THEN '; cannot be removed: pinned by ' || p.label ELSE '' END AS value,
+               CASE WHEN h.n_dead_tup > greatest(100000, 10 * h.n_live_tup) THEN 'critical'
+                    WHEN h.n_dead_tup > greatest(1000, h.n_live_tup) THEN 'warn'
                     ELSE 'ok' END AS status,
-               'skiplock.job, the hot table: dead rows slow every claim until vacuum removes them' AS detail,
-               'find what holds the xmin horizon (oldest_transaction below) and end it; check autovacuum runs' AS fix
-        FROM hot AS h
+               'skiplock.job, the hot table: dead rows slow every claim until vacuum removes them, and vacuum'
+                   || ' cannot remove those that the oldest snapshot (the xmin horizon) may still see' AS detail,
+               COALESCE('end what pins the horizon: ' || p.stop,
+                        'VACUUM skiplock.job; check that autovacuum runs (last_vacuum below)') AS fix
+        FROM hot AS h LEFT JOIN pinned AS p ON true
         UNION ALL
         SELECT 'hot_table_size', pg_size_pretty(h.table_bytes) || ' + ' || pg_size_pretty(h.index_bytes) || ' indexes',
                CASE WHEN h.table_bytes + h.index_bytes > 8 * 1024^3 THEN 'warn' ELSE 'ok' END,
@@ -240,31 +308,26 @@ CREATE OR REPLACE VIEW skiplock.health AS
         FROM hot AS h
         UNION ALL
         SELECT 'oldest_transaction',
-               COALESCE('pid ' || x.pid || ' (' || COALESCE(NULLIF(x.application_name, ''), x.usename::text, '?')
-                        || ', ' || COALESCE(x.state, '?') || ') open ' || to_char(x.age, 'HH24:MI:SS')
-                        || ', xmin age ' || x.xmin_age, 'none'),
-               CASE WHEN x.age > COALESCE(NULLIF(current_setting('skiplock.long_transaction_critical', true), '')::interval,
-                                          interval '5 minutes') THEN 'critical'
-                    WHEN x.age > COALESCE(NULLIF(current_setting('skiplock.long_transaction_warn', true), '')::interval,
-                                          interval '1 minute') THEN 'warn'
-                    ELSE 'ok' END,
-               'the session holding back the xmin horizon: no row deleted after its snapshot can be vacuumed',
-               COALESCE('end it: SELECT pg_terminate_backend(' || x.pid || '); and set idle_in_transaction_session_timeout',
-                        'nothing to do')
-        FROM (SELECT 1) AS one LEFT JOIN horizon AS x ON true
+               COALESCE(x.label || COALESCE(' (+' || NULLIF(x.others, 0) || ' more)', ''), 'none'),
+               COALESCE(x.status, 'ok'),
+               'the session of this database with the oldest snapshot: no row deleted after it can be vacuumed',
+               COALESCE('end it: ' || x.stop || '; and set idle_in_transaction_session_timeout', 'nothing to do')
+        FROM (SELECT 1) AS one LEFT JOIN oldest AS x ON x.kind = 'session'
         UNION ALL
-        SELECT 'replication_slots', s.n || ' holding xmin' || COALESCE(', oldest age ' || s.xmin_age, ''),
-               CASE WHEN s.xmin_age > 100000000 THEN 'critical' WHEN s.n > 0 AND s.xmin_age > 10000000 THEN 'warn'
-                    ELSE 'ok' END,
-               'replication slots whose consumers lag hold back vacuum like a long transaction',
-               'advance or drop the slot: SELECT pg_drop_replication_slot(name)'
-        FROM slots AS s
+        SELECT 'replication_slots',
+               COALESCE(x.label || COALESCE(' (+' || NULLIF(x.others, 0) || ' more)', ''), 'none holding xmin'),
+               COALESCE(x.status, 'ok'),
+               'a slot whose consumer lags or is gone holds back vacuum like a long transaction (xmin: every'
+                   || ' table; catalog_xmin: the system catalogs) and keeps WAL',
+               COALESCE('consume it, or drop it: ' || x.stop, 'nothing to do')
+        FROM (SELECT 1) AS one LEFT JOIN oldest AS x ON x.kind = 'slot'
         UNION ALL
-        SELECT 'prepared_transactions', p.n || COALESCE(', oldest ' || to_char(p.age, 'HH24:MI:SS'), ''),
-               CASE WHEN p.age > interval '5 minutes' THEN 'warn' ELSE 'ok' END,
-               'forgotten two-phase transactions hold the xmin horizon and their locks',
-               'COMMIT PREPARED or ROLLBACK PREPARED them (pg_prepared_xacts lists them)'
-        FROM prepared AS p
+        SELECT 'prepared_transactions',
+               COALESCE(x.label || COALESCE(' (+' || NULLIF(x.others, 0) || ' more)', ''), 'none'),
+               COALESCE(x.status, 'ok'),
+               'a forgotten two-phase transaction holds the xmin horizon and its locks until it is finished',
+               COALESCE('finish it (COMMIT PREPARED, or roll it back): ' || x.stop, 'nothing to do')
+        FROM (SELECT 1) AS one LEFT JOIN oldest AS x ON x.kind = 'prepared'
         UNION ALL
         SELECT 'partitions_ahead',
                COALESCE((p.last_day - (now() AT TIME ZONE 'UTC')::date)::text || ' days ahead, ' || p.n
@@ -310,7 +373,11 @@ CREATE OR REPLACE VIEW skiplock.health AS
                'check those hosts; their jobs come back when their leases expire'
         FROM skiplock.workers AS w
     )
-    SELECT c.name, c.status, c.value, c.detail, c.fix FROM checks AS c;
+    -- CREATE OR REPLACE VIEW cannot change a column's collation, and texts built from slot,
+    -- role and database names (type name, collation "C") take theirs: the columns keep the
+    -- collations the view was first created with (value "C", fix the default).
+    SELECT c.name, c.status, c.value COLLATE "C" AS value, c.detail, c.fix COLLATE "default" AS fix
+    FROM checks AS c;
 
 -- webhooks: the registered webhooks, without their secrets.
 CREATE OR REPLACE VIEW skiplock.webhooks AS

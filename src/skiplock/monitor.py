@@ -240,7 +240,9 @@ class Monitor:
         (their title says how many are shown), and a panel with no room left is named in the
         title line instead.
         """
-        side = width >= 120  # workers and postgres side by side; stacked on a narrow screen
+        # Workers and postgres side by side when both fit; stacked on a narrow screen.
+        left_w = _split(snap.workers, width) if snap.workers and snap.health else None
+        side = left_w is not None
         counts = {
             "queues": len(snap.queues),
             "workers": len(snap.workers),
@@ -256,11 +258,10 @@ class Monitor:
         panels: list[RenderableType] = [_title(snap, width, hidden)]
         if shown["queues"]:
             panels.append(self._queues_table(snap, width, shown["queues"]))
-        left_w, right_w = width, width
-        if side:  # the workers take what they need, from two fifths to three of the width
-            left_w = max(
-                width * 2 // 5, min(width * 3 // 5, _workers_width(snap.workers[: shown["workers"]]))
-            )
+        # A panel alone on its row (the other has no rows to show) takes the full width.
+        if left_w is None or not (shown["workers"] and shown["postgres"]):
+            left_w, right_w = width, width
+        else:
             right_w = width - left_w - 1
         workers = _workers_table(snap.workers, left_w, shown["workers"]) if shown["workers"] else None
         checks = _health_table(health, right_w, shown["postgres"]) if shown["postgres"] else None
@@ -508,6 +509,22 @@ def _limits(stat: QueueStat) -> str:
     )
 
 
+#: The postgres panel's narrowest width beside the workers: its check names and the start of
+#: a value, where a horizon holder's pid, transaction age and xmin age are (the query after them
+#: is what gets cut). Narrower than this, the two panels are stacked instead.
+_HEALTH_MIN = _FRAME + len("prepared_transactions") + _GAP + len("pid 123456 open 00:05:00, xmin age 1234567")
+
+
+def _split(workers: list[WorkerInfo], width: int) -> int | None:
+    """The workers panel's width beside the postgres panel (what it needs, from two fifths to
+    three of the screen, leaving the postgres panel at least ``_HEALTH_MIN``), or None when the
+    screen is too narrow for both side by side."""
+    most = min(width * 3 // 5, width - 1 - _HEALTH_MIN)
+    if width < 120 or most < _workers_width(workers, least=True):
+        return None
+    return max(min(width * 2 // 5, most), min(most, _workers_width(workers)))
+
+
 def _workers_table(workers: list[WorkerInfo], width: int, limit: int) -> Panel:
     fitted = _fit(
         _workers_columns(workers[:limit]), width - _FRAME, [("shrink", "host", 12), ("shrink", "host", 8)]
@@ -516,10 +533,12 @@ def _workers_table(workers: list[WorkerInfo], width: int, limit: int) -> Panel:
     return _panel(_table(fitted, placeholder), "workers", len(workers), limit)
 
 
-def _workers_width(workers: list[WorkerInfo]) -> int:
-    """The width the workers panel needs to show everything."""
+def _workers_width(workers: list[WorkerInfo], *, least: bool = False) -> int:
+    """The width the workers panel needs to show everything (``least``: with its host and queue
+    names cut as far as they may be)."""
     columns = _workers_columns(workers)
-    return sum(c.natural for c in columns) + _GAP * (len(columns) - 1) + _FRAME
+    widths = [min(c.natural, c.shrink_to) if least and c.shrink_to else c.natural for c in columns]
+    return sum(widths) + _GAP * (len(columns) - 1) + _FRAME
 
 
 def _workers_columns(shown: list[WorkerInfo]) -> list[_Column]:

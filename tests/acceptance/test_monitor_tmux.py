@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -218,3 +219,60 @@ def test_at_80x24_the_monitor_keeps_every_key_column_and_the_worker_counts_move(
         raise
     finally:
         term.close()
+
+
+def test_at_80_columns_the_monitor_names_a_held_transaction_by_pid_and_ages(dsn, conn, client):
+    """Pass: under tmux at 80x24, with a REPEATABLE READ session of a long application name
+    idle in transaction past the warn threshold, the postgres panel's row for it shows its pid,
+    how long it has been open and its xmin age, and cuts the query after them with an
+    ellipsis; no line is wider than 80. With no worker registered the panel spans the screen.
+    Once the session ends the row says none."""
+    dbname = conn.info.dbname
+    conn.execute(f"ALTER DATABASE \"{dbname}\" SET skiplock.long_transaction_warn = '1s'")
+    client.enqueue("step", {"i": 0}, queue="busy")
+    holder = psycopg.connect(dsn, application_name="nightly-revenue-report-builder-for-finance")
+    term = None
+    try:
+        holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        holder.execute(
+            "SELECT count(*) FROM skiplock.job AS j WHERE j.queue = 'busy' AND j.task = 'step'"
+        ).fetchone()
+        pid = holder.info.backend_pid
+        term = Terminal(
+            [sys.executable, "-m", "skiplock", "monitor", "--interval", "0.5"],
+            {"SKIPLOCK_DSN": dsn, "TERM": "xterm-256color", "PATH": os.environ["PATH"]},
+            width=80,
+            height=24,
+        )
+
+        def holder_row() -> str:
+            rows = [ln for ln in term.screen().splitlines() if "oldest_transaction" in ln]
+            return rows[0] if rows and f"pid {pid} " in rows[0] else ""
+
+        row_text = wait_until(holder_row, timeout=30, what="the held transaction named on screen")
+        wait_until(lambda: "1 warn" in term.screen(), timeout=15, what="the holder flagged warn")
+        row_text = holder_row()
+        assert re.search(rf"pid {pid} open 00:00:\d\d, xmin age \d+, ", row_text), row_text
+        assert row_text.rstrip("│ ").endswith("…"), row_text  # the query is what is cut
+        screen = term.screen()
+        assert max(len(line) for line in screen.splitlines()) <= 80, screen
+        panel_top = next(ln for ln in screen.splitlines() if "postgres: " in ln)
+        assert len(panel_top.rstrip()) == 80, screen  # the full width: no workers panel beside it
+        holder.close()
+        wait_until(
+            lambda: any(
+                "oldest_transaction" in ln and ln.strip("│ ").split()[1:] == ["none"]
+                for ln in term.screen().splitlines()
+            ),
+            timeout=15,
+            what="the row cleared once the session ended",
+        )
+    except AssertionError:
+        if term is not None:
+            print(term.screen())  # what the terminal showed when the wait gave up
+        raise
+    finally:
+        holder.close()
+        if term is not None:
+            term.close()
+        conn.execute(f'ALTER DATABASE "{dbname}" RESET skiplock.long_transaction_warn')

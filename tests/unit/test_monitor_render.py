@@ -14,10 +14,14 @@ from skiplock.models import Failure, HealthCheck, TaskStat, WorkerInfo
 from skiplock.monitor import Monitor, QueueRow, Snapshot
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
+HOLDER = (
+    "pid 4242 open 00:03:12, xmin age 90412, user analytics, app nightly-revenue-report-builder-for-finance,"
+    " idle in transaction: SELECT r.region, sum(o.total) FROM orders AS o JOIN regions AS r USING (region_id)"
+)
 LONG_ERROR = "could not resize the image: " + "the decoder gave up on a truncated frame " * 4  # ~190 chars
 
 
-def snapshot(*, queues: int = 3, failures: int = 3, error: str = LONG_ERROR) -> Snapshot:
+def snapshot(*, queues: int = 3, failures: int = 3, error: str = LONG_ERROR, workers: int = 1) -> Snapshot:
     names = ["emails", "images-resize-long-name", "default", "reports", "webhooks", "etl"]
     rows = [
         QueueRow(
@@ -56,7 +60,7 @@ def snapshot(*, queues: int = 3, failures: int = 3, error: str = LONG_ERROR) -> 
             jobs_done=123456,
             stale=False,
         )
-    ]
+    ][:workers]
     fails = [
         Failure(
             id=1234567 + k,
@@ -90,7 +94,7 @@ def snapshot(*, queues: int = 3, failures: int = 3, error: str = LONG_ERROR) -> 
             status="warn",
             detail="",
             fix="",
-            value="pid 4242 (psql, idle in transaction) open 00:03:12, xmin age 90412",
+            value=HOLDER,
         ),
         HealthCheck(
             name="partitions_ahead",
@@ -185,12 +189,13 @@ def test_a_wide_screen_shows_the_trend_and_pickup_a_narrow_one_drops_them_first(
 def test_the_postgres_panel_cuts_a_value_with_an_ellipsis():
     """Pass: a health value too long for its panel ends in an ellipsis, at every width where
     it does not fit; where it fits it is whole."""
-    for width in (80, 120):
+    for width in (80, 160):  # at 160 the panel sits beside the workers
         lines = render(snapshot(), width)
         row = next(line for line in lines if "partitions_ahead" in line)
         assert row.rstrip("│ ").endswith("…"), row
-    wide = render(snapshot(), 200)
-    assert any("3 days ahead, 212 MB" in line for line in wide)
+    for width in (120, 200):  # stacked under the workers at 120 (too narrow for both side by side)
+        wide = render(snapshot(), width)
+        assert any("3 days ahead, 212 MB" in line for line in wide)
 
 
 def test_a_short_screen_keeps_the_queues_and_names_what_it_cannot_show():
@@ -222,3 +227,28 @@ def test_hostile_job_data_is_shown_escaped_on_one_line(width):
             "\\x1b[2J\\x1b]8;;http://evil\\x1b\\x\\u202eexe.txt\\u200b\\u2066\\x0d\\x0astate: completed [bold]"
             in text
         )
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_horizon_holder_keeps_its_pid_and_ages_and_its_query_is_cut(width):
+    """Pass: at 80 and 120 columns the holder's row shows its pid, transaction age and xmin age
+    whole (at 120 the workers panel would leave too little beside it, so the two are stacked);
+    the query at the end is what the ellipsis cuts."""
+    lines = render(snapshot(), width)
+    (row,) = [line for line in lines if "oldest_transaction" in line]
+    assert "pid 4242 open 00:03:12, xmin age 90412" in row, row
+    assert row.rstrip("│ ").endswith("…"), row
+
+
+def test_with_no_workers_panel_the_postgres_panel_takes_the_full_width():
+    """Pass: at 160 columns with no workers to show, the postgres panel spans the screen and the
+    holder's row reaches its query; beside a workers panel the same row is cut sooner, after
+    its pid and ages."""
+    lines = render(snapshot(workers=0), 160)
+    (row,) = [line for line in lines if "oldest_transaction" in line]
+    assert len(row) == 160, row
+    assert "idle in transaction: SELECT r.r" in row, row
+    with_workers = render(snapshot(), 160)
+    (narrow,) = [line for line in with_workers if "oldest_transaction" in line]
+    assert "pid 4242 open 00:03:12, xmin age 90412" in narrow, narrow
+    assert "idle in transaction" not in narrow, narrow  # beside the workers: the width really moved

@@ -10,8 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
-from skiplock.cli._common import DsnOption, console, dsn_of, handle_errors, safe
+from skiplock._core.text import oneline
+from skiplock.cli._common import DsnOption, console, dsn_of, handle_errors
 from skiplock.client import Client
 from skiplock.migrate import Migrator
 from skiplock.monitor import Monitor, schedule_checks
@@ -79,12 +81,22 @@ def doctor(dsn: DsnOption = None) -> None:
         checks = client.health() + schedule_checks(client.schedules())
     for check in checks:
         colour = {"ok": "green", "warn": "yellow"}.get(check.status, "red")
-        console.print(f"[{colour}]{check.status:<8}[/] {safe(check.name)}: {safe(check.value)}")
+        # One line per check, never wrapped (grep and scripts read it), and one line it stays:
+        # the values name sessions, queries and transactions of other users, so newlines come
+        # out escaped like every other control character.
+        line = f"[{colour}]{_one(check.status):<8}[/] {_one(check.name)}: {_one(check.value)}"
+        console.print(line, soft_wrap=True)
         if not check.ok:
             problems += 1
-            console.print(f"         {safe(check.detail)}")
-            console.print(f"         fix: {safe(check.fix)}")
+            console.print(f"         {_one(check.detail)}", soft_wrap=True)
+            console.print(f"         fix: {_one(check.fix)}", soft_wrap=True)
     if problems:
         console.print(f"{problems} problem(s) found")
         raise typer.Exit(1)
     console.print("all checks passed")
+
+
+def _one(value: object) -> str:
+    """Database text for one doctor line: control, bidi and invisible characters and newlines
+    escaped, rich markup shown as text."""
+    return escape(oneline(value))
