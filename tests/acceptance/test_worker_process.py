@@ -132,6 +132,20 @@ def test_sigkill_mid_run_loses_nothing_and_finalizes_each_job_once(dsn, client, 
         assert victim.wait(timeout=30) == -signal.SIGKILL
     finally:
         stop(victim, signal.SIGKILL)
+    # Its sessions end once PostgreSQL notices the closed sockets; until then a statement it sent
+    # (a completion, say) may still run and hold its rows.
+    wait_until(
+        lambda: (
+            scalar(
+                conn,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name IN ('skiplock-worker', 'skiplock-listener', 'skiplock-task')",
+            )
+            == 0
+        ),
+        timeout=60,
+        what="the killed worker's sessions gone",
+    )
     orphaned = {r[0] for r in conn.execute("SELECT id FROM skiplock.job WHERE state = 'running'")}
     assert orphaned, "the worker held leases when it died"
     # The leases expire; reap as of a time past them instead of waiting (database clock).

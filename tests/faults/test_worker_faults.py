@@ -116,6 +116,17 @@ def test_a_poison_pill_only_affects_its_own_job(fleet: Fleet, ledger, poison):
         return scalar(ledger, "SELECT count(*) FROM skiplock.job") == 0
 
     wait_until(supervised, timeout=120, what="all jobs final")
+    # A worker restarted by the last round may still be starting: stop each once it runs (a
+    # SIGTERM before its handlers are installed would end it like any Python process).
+    pids = [p.pid for p in procs]
+    wait_until(
+        lambda: (
+            scalar(ledger, "SELECT count(DISTINCT pid) FROM skiplock.workers WHERE pid = ANY(%s)", [pids])
+            == len(pids)
+        ),
+        timeout=60,
+        what="every worker process running",
+    )
     for p in procs:
         assert fleet.stop(p) == 0, fleet.logs()
     assert crashes == 3
