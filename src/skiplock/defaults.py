@@ -9,7 +9,7 @@ import weakref
 
 from skiplock.client import Client
 from skiplock.client_async import AsyncClient
-from skiplock.settings import resolve_dsn
+from skiplock._driver.conninfo import resolve_dsn
 
 __all__ = ["configure", "get_async_client", "get_client"]
 
