@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Awaitable, Callable
 from contextlib import contextmanager
 from typing import Any, TypeAlias
 
@@ -44,11 +44,20 @@ class Executor:
         application_name: str,
         options: dict[str, object] | None = None,
         timeout: float = 30.0,
+        configure: Callable[[Executor, Conn], Awaitable[None]] | None = None,
     ) -> Executor:
         """An executor on a new pool of autocommit connections to ``conninfo``; call ``open()`` next.
 
-        ``application_name`` also names the pool (psycopg_pool's logs and stats).
+        ``application_name`` also names the pool (psycopg_pool's logs and stats). ``configure``
+        runs on each new connection before its first use, with this executor and the connection
+        to pass as ``conn=`` (session settings such as ``SET ROLE``).
         """
+        executor: Executor
+
+        def configured(conn: Conn) -> None:
+            if configure is not None:
+                configure(executor, conn)
+
         pool = ConnectionPool(
             conninfo,
             min_size=min_size,
@@ -56,17 +65,26 @@ class Executor:
             open=False,
             timeout=timeout,
             kwargs={"autocommit": True, "application_name": application_name, **(options or {})},
+            configure=configured if configure is not None else None,
             name=application_name,
         )
-        return cls(pool)
+        executor = cls(pool)
+        return executor
 
     def all(self, stmt: BoundStatement, *, conn: Conn | None = None) -> list[Row]:
         """Run ``stmt`` and return every row as a dict."""
+        if conn is not None:
+            return self.all_on(conn, stmt)
         with translated():
-            if conn is not None:
-                return self._all_on(conn, stmt)
             with self.pool.connection() as pooled:
                 return self._all_on(pooled, stmt)
+
+    @classmethod
+    def all_on(cls, conn: Conn, stmt: BoundStatement) -> list[Row]:
+        """Run ``stmt`` on ``conn`` alone, no pool needed (a caller's connection: the Django
+        admin's actions); return every row as a dict."""
+        with translated():
+            return cls._all_on(conn, stmt)
 
     def close(self) -> None:
         """Close the pool and its connections."""
@@ -114,7 +132,8 @@ class Executor:
                 cur.execute(stmt.statement.text, stmt.params)
                 return cur.fetchall() if cur.description is not None else []
 
-    def _all_on(self, conn: Conn, stmt: BoundStatement) -> list[Row]:
+    @staticmethod
+    def _all_on(conn: Conn, stmt: BoundStatement) -> list[Row]:
         # A plain server-binding cursor whatever the connection's cursor_factory: a caller's
         # connection may default to client-side binding (Django's does), which cannot send the
         # binary parameters some statements use.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
@@ -43,11 +43,20 @@ class AsyncExecutor:
         application_name: str,
         options: dict[str, object] | None = None,
         timeout: float = 30.0,
+        configure: Callable[[AsyncExecutor, Conn], Awaitable[None]] | None = None,
     ) -> AsyncExecutor:
         """An executor on a new pool of autocommit connections to ``conninfo``; call ``open()`` next.
 
-        ``application_name`` also names the pool (psycopg_pool's logs and stats).
+        ``application_name`` also names the pool (psycopg_pool's logs and stats). ``configure``
+        runs on each new connection before its first use, with this executor and the connection
+        to pass as ``conn=`` (session settings such as ``SET ROLE``).
         """
+        executor: AsyncExecutor
+
+        async def configured(conn: Conn) -> None:
+            if configure is not None:
+                await configure(executor, conn)
+
         pool = AsyncConnectionPool(
             conninfo,
             min_size=min_size,
@@ -55,17 +64,26 @@ class AsyncExecutor:
             open=False,
             timeout=timeout,
             kwargs={"autocommit": True, "application_name": application_name, **(options or {})},
+            configure=configured if configure is not None else None,
             name=application_name,
         )
-        return cls(pool)
+        executor = cls(pool)
+        return executor
 
     async def all(self, stmt: BoundStatement, *, conn: Conn | None = None) -> list[Row]:
         """Run ``stmt`` and return every row as a dict."""
+        if conn is not None:
+            return await self.all_on(conn, stmt)
         with translated():
-            if conn is not None:
-                return await self._all_on(conn, stmt)
             async with self.pool.connection() as pooled:
                 return await self._all_on(pooled, stmt)
+
+    @classmethod
+    async def all_on(cls, conn: Conn, stmt: BoundStatement) -> list[Row]:
+        """Run ``stmt`` on ``conn`` alone, no pool needed (a caller's connection: the Django
+        admin's actions); return every row as a dict."""
+        with translated():
+            return await cls._all_on(conn, stmt)
 
     async def close(self) -> None:
         """Close the pool and its connections."""
@@ -113,7 +131,8 @@ class AsyncExecutor:
                 await cur.execute(stmt.statement.text, stmt.params)
                 return await cur.fetchall() if cur.description is not None else []
 
-    async def _all_on(self, conn: Conn, stmt: BoundStatement) -> list[Row]:
+    @staticmethod
+    async def _all_on(conn: Conn, stmt: BoundStatement) -> list[Row]:
         # A plain server-binding cursor whatever the connection's cursor_factory: a caller's
         # connection may default to client-side binding (Django's does), which cannot send the
         # binary parameters some statements use.

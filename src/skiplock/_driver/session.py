@@ -9,8 +9,8 @@ one transaction under an advisory lock, or to drive a test. Every error it raise
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Generator, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -99,15 +99,20 @@ class Session:
             for channel in channels:
                 self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
-    def notifies(self, *, timeout: float | None = None) -> Iterator[Notification]:
+    def notifies(self, *, timeout: float | None = None) -> Generator[Notification, None]:
         """Yield notifications as they arrive, for at most ``timeout`` seconds (None: forever).
+
+        Close the iterator (``contextlib.aclosing``) when stopping before it ends.
 
         Raises:
             DatabaseUnavailable: the connection was lost.
         """
+        # aclosing: stopping early must end psycopg's generator at once, or the connection
+        # stays busy with it.
         with translated():
-            for note in self._conn.notifies(timeout=timeout):
-                yield Notification(note.channel, note.payload)
+            with closing(self._conn.notifies(timeout=timeout)) as notes:
+                for note in notes:
+                    yield Notification(note.channel, note.payload)
 
     def one(self, stmt: BoundStatement) -> Row | None:
         """Run ``stmt`` and return its first row, or None."""

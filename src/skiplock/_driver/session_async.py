@@ -8,8 +8,8 @@ one transaction under an advisory lock, or to drive a test. Every error it raise
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -98,15 +98,20 @@ class AsyncSession:
             for channel in channels:
                 await self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
-    async def notifies(self, *, timeout: float | None = None) -> AsyncIterator[Notification]:
+    async def notifies(self, *, timeout: float | None = None) -> AsyncGenerator[Notification, None]:
         """Yield notifications as they arrive, for at most ``timeout`` seconds (None: forever).
+
+        Close the iterator (``contextlib.aclosing``) when stopping before it ends.
 
         Raises:
             DatabaseUnavailable: the connection was lost.
         """
+        # aclosing: stopping early must end psycopg's generator at once, or the connection
+        # stays busy with it.
         with translated():
-            async for note in self._conn.notifies(timeout=timeout):
-                yield Notification(note.channel, note.payload)
+            async with aclosing(self._conn.notifies(timeout=timeout)) as notes:
+                async for note in notes:
+                    yield Notification(note.channel, note.payload)
 
     async def one(self, stmt: BoundStatement) -> Row | None:
         """Run ``stmt`` and return its first row, or None."""

@@ -38,9 +38,6 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-import psycopg
-from psycopg_pool import AsyncConnectionPool
-
 from skiplock._core import statements, tracing
 from skiplock._core.claiming import claim_size, poll_delay_s, rate_poll_s, refill_threshold
 from skiplock._core.cron import MAX_TICKS
@@ -49,6 +46,8 @@ from skiplock._core.cron import next_tick as next_cron_tick
 from skiplock._core.cron import problem as cron_problem
 from skiplock._core.rows import job_from_claim, parent_result_from_row
 from skiplock._core.text import ESCAPE_ARGS
+from skiplock._driver.conninfo import resolve_dsn
+from skiplock._driver.errors import is_transient
 from skiplock._driver.executor_async import AsyncExecutor
 from skiplock._driver.listener_async import AsyncListener
 from skiplock.backoff import exponential
@@ -69,7 +68,6 @@ from skiplock.settings import (
     pgbouncer_mode,
     positive,
     redact,
-    resolve_dsn,
 )
 from skiplock.task import REGISTRY, Task
 from skiplock.webhooks import WebhookRejected
@@ -292,7 +290,6 @@ class AsyncWorker:
         self._jobs_done_since_beat = 0
         self._threads: ThreadPoolExecutor | None = None
         self._thread_futures: set[concurrent.futures.Future[Any]] = set()
-        self._pool: AsyncConnectionPool | None = None
         self._executor: AsyncExecutor | None = None
         # Job transactions, opened only by tasks that ask, on pools of their own.
         self._transactions = JobTransactions(
@@ -342,21 +339,16 @@ class AsyncWorker:
         if self.check_schema:
             await AsyncMigrator(self.dsn).check()
         self._threads = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="skiplock-task")
-        self._pool = AsyncConnectionPool(
+        executor = AsyncExecutor.create(
             self.dsn,
             min_size=2,
             max_size=max(4, min(self.concurrency, 10)),
-            open=False,
             timeout=10,
-            kwargs={
-                "autocommit": True,
-                "application_name": "skiplock-worker",
-                **connection_options(self.pgbouncer),
-            },
-            name="skiplock-worker",
+            application_name="skiplock-worker",
+            options=connection_options(self.pgbouncer),
         )
-        await self._pool.open(wait=True, timeout=30)
-        self._executor = AsyncExecutor(self._pool)
+        await executor.open(timeout=30)
+        self._executor = executor
         self._transactions.start()
         loop = self._loop = asyncio.get_running_loop()
         if self.install_signal_handlers:
@@ -420,7 +412,7 @@ class AsyncWorker:
                 await self._transactions.close()
             except Exception:
                 log.exception("could not close the job transactions' pools")
-            await self._pool.close()
+            await executor.close()
             self._threads.shutdown(wait=False, cancel_futures=True)
             if self.install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -468,7 +460,9 @@ class AsyncWorker:
             try:
                 sent = asyncio.get_running_loop().time()
                 rows = await executor.tuples(statements.claim(self.queues, self.worker_id, n, self.lease))
-            except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+            except SkiplockError as exc:
+                if not is_transient(exc):
+                    raise
                 log.warning("claim failed (%s); retrying in %.1fs", exc, backoff)
                 await self._wait_wakeup(backoff)
                 backoff = min(5.0, backoff * 2)
@@ -1026,7 +1020,7 @@ class AsyncWorker:
                 dropped = await self._db(statements.drop_partitions(self.retention), attempts=1)
                 if dropped:
                     log.info("dropped history partitions %s", [r["name"] for r in dropped])
-            except (SkiplockError, psycopg.Error) as exc:
+            except SkiplockError as exc:
                 log.warning("partition maintenance failed: %s", exc)
             except Exception:
                 log.exception("unexpected error in partition maintenance")
@@ -1194,7 +1188,9 @@ class AsyncWorker:
             attempt += 1
             try:
                 return await (executor.tuples(stmt) if tuples else executor.all(stmt)), attempt > 1
-            except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+            except SkiplockError as exc:
+                if not is_transient(exc):
+                    raise
                 if (attempts is not None and attempt >= attempts) or self.forced:
                     raise DatabaseUnavailable(str(exc)) from exc
                 log.warning("%s failed (%s); retrying in %.2fs", stmt.name, exc, delay)
