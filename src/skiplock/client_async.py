@@ -109,7 +109,9 @@ class AsyncClient:
     ) -> None:
         await self.close()
 
-    async def cancel(self, job_ids: Sequence[int], *, conn: CallerConnection | None = None) -> dict[int, JobState]:
+    async def cancel(
+        self, job_ids: Sequence[int], *, conn: CallerConnection | None = None
+    ) -> dict[int, JobState]:
         """Cancel jobs; return each known id with its state after the call.
 
         Queued jobs become ``cancelled`` and never run. A running job keeps ``running`` with a
@@ -183,7 +185,11 @@ class AsyncClient:
         return job_from_row(rows[0])
 
     async def enqueue_many(
-        self, specs: Iterable[JobSpec], *, conn: CallerConnection | None = None, on_parent_failure: str | None = None
+        self,
+        specs: Iterable[JobSpec],
+        *,
+        conn: CallerConnection | None = None,
+        on_parent_failure: str | None = None,
     ) -> list[int]:
         """Enqueue many jobs in as few round trips as possible; return their ids in order.
 

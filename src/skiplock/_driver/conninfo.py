@@ -22,7 +22,7 @@ __all__ = ["build", "parse", "resolve_dsn"]
 _SQLALCHEMY_URL = re.compile(r"^\s*(postgres(?:ql)?)\+[a-z0-9_]+://", re.IGNORECASE)
 
 
-def build(conninfo: str = "", **params: str | int | None) -> str:
+def build(conninfo: str = "", /, **params: str | int | None) -> str:
     """Return ``conninfo`` (a libpq string or URL, or empty) with ``params`` set; None values are dropped.
 
     Raises:

@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from skiplock._core.statements import BoundStatement
 from skiplock._driver.errors import translated
 
-__all__ = ["Session", "Notification", "Row"]
+__all__ = ["Session", "Notification", "Row", "ServerInfo"]
 
 Row = dict[str, Any]
 
@@ -33,6 +33,17 @@ class Notification:
 
     channel: str
     payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """Where a session is connected: as libpq reports it, password left out."""
+
+    host: str  # a socket directory starts with "/"
+    port: int
+    dbname: str
+    user: str
+    server_version: str  # e.g. "15.20 (Debian 15.20-0+deb12u1)"
 
 
 class Session:
@@ -92,6 +103,33 @@ class Session:
         """Close the connection. Idempotent; an open transaction is rolled back by the server."""
         if not self._conn.closed:
             self._conn.close()
+
+    @property
+    def info(self) -> ServerInfo:
+        """Where this session is connected."""
+        info = self._conn.info
+        return ServerInfo(
+            host=info.host,
+            port=info.port,
+            dbname=info.dbname,
+            user=info.user,
+            server_version=info.parameter_status("server_version") or "?",
+        )
+
+    def create_database(self, name: str, *, template: str | None = None) -> None:
+        """CREATE DATABASE ``name`` (a copy of ``template``, if given); names are quoted as identifiers."""
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            query = sql.SQL("{} TEMPLATE {}").format(query, sql.Identifier(template))
+        with translated():
+            self._conn.execute(query)
+
+    def drop_database(self, name: str) -> None:
+        """DROP DATABASE ``name`` if it exists, ending its sessions (``WITH (FORCE)``)."""
+        with translated():
+            self._conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
     def listen(self, *channels: str) -> None:
         """LISTEN on each channel (names are quoted as identifiers)."""

@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 from skiplock._core.statements import BoundStatement
 from skiplock._driver.errors import translated
 
-__all__ = ["AsyncSession", "Notification", "Row"]
+__all__ = ["AsyncSession", "Notification", "Row", "ServerInfo"]
 
 Row = dict[str, Any]
 
@@ -32,6 +32,17 @@ class Notification:
 
     channel: str
     payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """Where a session is connected: as libpq reports it, password left out."""
+
+    host: str  # a socket directory starts with "/"
+    port: int
+    dbname: str
+    user: str
+    server_version: str  # e.g. "15.20 (Debian 15.20-0+deb12u1)"
 
 
 class AsyncSession:
@@ -91,6 +102,33 @@ class AsyncSession:
         """Close the connection. Idempotent; an open transaction is rolled back by the server."""
         if not self._conn.closed:
             await self._conn.close()
+
+    @property
+    def info(self) -> ServerInfo:
+        """Where this session is connected."""
+        info = self._conn.info
+        return ServerInfo(
+            host=info.host,
+            port=info.port,
+            dbname=info.dbname,
+            user=info.user,
+            server_version=info.parameter_status("server_version") or "?",
+        )
+
+    async def create_database(self, name: str, *, template: str | None = None) -> None:
+        """CREATE DATABASE ``name`` (a copy of ``template``, if given); names are quoted as identifiers."""
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            query = sql.SQL("{} TEMPLATE {}").format(query, sql.Identifier(template))
+        with translated():
+            await self._conn.execute(query)
+
+    async def drop_database(self, name: str) -> None:
+        """DROP DATABASE ``name`` if it exists, ending its sessions (``WITH (FORCE)``)."""
+        with translated():
+            await self._conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
     async def listen(self, *channels: str) -> None:
         """LISTEN on each channel (names are quoted as identifiers)."""
