@@ -25,7 +25,7 @@ def to_skiplock(exc: psycopg.Error) -> SkiplockError:
     ``InvalidInput`` for input the database refused (skiplock's own checks, values PostgreSQL
     cannot hold), ``SchemaMissing`` when the skiplock schema is not there, ``DatabaseUnavailable``
     when the server cannot be reached or the connection was lost, ``DatabaseError`` for anything
-    else. libpq's connection messages never carry the password, and none is added here.
+    else (with its SQLSTATE). libpq's connection messages never carry the password, and none is added here.
     """
     message = _message(exc)
     hint = exc.diag.message_hint
@@ -45,10 +45,25 @@ def to_skiplock(exc: psycopg.Error) -> SkiplockError:
         return InvalidInput(f"invalid value: {message}" + (f" ({detail.strip()})" if detail else ""))
     if isinstance(exc, pg_errors.StatementTooComplex):
         return InvalidInput(f"invalid value: nested too deeply for PostgreSQL ({message})")
-    if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled):
+    if isinstance(exc, psycopg.OperationalError) and _connection_lost(exc.sqlstate):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return DatabaseUnavailable(f"database unavailable: {first}")
     return DatabaseError(f"database error: {message}", sqlstate=exc.sqlstate)
+
+
+#: SQLSTATEs that mean the session is gone or cannot start, besides class 08: the server shut
+#: down, crashed, is starting, ended an idle session, or has no connection slot left.
+_GONE = frozenset({"57P01", "57P02", "57P03", "57P05", "53300"})
+
+
+def _connection_lost(sqlstate: str | None) -> bool:
+    """Whether an OperationalError is about the connection, not the statement.
+
+    No SQLSTATE: libpq or the pool failed before the server said anything (refused, timed
+    out, lost). A lock or statement timeout, a full disk or a serialization failure is the
+    statement's: ``DatabaseError``, which :func:`is_transient` still calls worth retrying.
+    """
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _GONE
 
 
 @contextlib.contextmanager
