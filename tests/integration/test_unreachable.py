@@ -7,7 +7,6 @@ libpq's connection is refused at once: no network, no timeout.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,13 +18,13 @@ PASSWORD = "unreachable-Qw7-canary"
 
 
 @pytest.fixture
-def closed_dsn() -> Iterator[str]:
+def closed_dsn() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     # Closed again: nothing listens there now (another process taking it in between is
     # vanishingly unlikely, and would only make the test fail, never pass wrongly).
-    yield build(host="127.0.0.1", port=port, user="skiplock", dbname="nowhere", password=PASSWORD)
+    return build(host="127.0.0.1", port=port, user="skiplock", dbname="nowhere", password=PASSWORD)
 
 
 def _check(exc: BaseException) -> None:
