@@ -140,13 +140,13 @@ class Session:
     def notifies(self, *, timeout: float | None = None) -> Generator[Notification, None]:
         """Yield notifications as they arrive, for at most ``timeout`` seconds (None: forever).
 
-        Close the iterator (``contextlib.aclosing``) when stopping before it ends.
+        Close the iterator when stopping before it ends (``contextlib``'s closing helpers).
 
         Raises:
             DatabaseUnavailable: the connection was lost.
         """
-        # aclosing: stopping early must end psycopg's generator at once, or the connection
-        # stays busy with it.
+        # Closed explicitly: stopping early must end psycopg's generator at once, or the
+        # connection stays busy with it.
         with translated():
             with closing(self._conn.notifies(timeout=timeout)) as notes:
                 for note in notes:

@@ -139,13 +139,13 @@ class AsyncSession:
     async def notifies(self, *, timeout: float | None = None) -> AsyncGenerator[Notification, None]:
         """Yield notifications as they arrive, for at most ``timeout`` seconds (None: forever).
 
-        Close the iterator (``contextlib.aclosing``) when stopping before it ends.
+        Close the iterator when stopping before it ends (``contextlib``'s closing helpers).
 
         Raises:
             DatabaseUnavailable: the connection was lost.
         """
-        # aclosing: stopping early must end psycopg's generator at once, or the connection
-        # stays busy with it.
+        # Closed explicitly: stopping early must end psycopg's generator at once, or the
+        # connection stays busy with it.
         with translated():
             async with aclosing(self._conn.notifies(timeout=timeout)) as notes:
                 async for note in notes:
