@@ -56,10 +56,14 @@ bench-smoke:     ## every benchmark workload at tiny sizes (needs skiplock[bench
 	$(PY) -m benchmarks --smoke
 	$(PY) -m benchmarks.churn --smoke
 	$(PY) -m benchmarks.monitor_load --smoke
+	$(PY) -m benchmarks.long_tx --smoke
 	$(PY) -m benchmarks.web_load --smoke
 
 bench-monitor:   ## drain throughput with and without the monitor and a metrics scrape watching
 	$(PY) -m benchmarks.monitor_load
+
+bench-long-tx:   ## pickup and drain through a 30-minute held xmin horizon, on a throw-away cluster (35 min)
+	$(PY) -m benchmarks.long_tx
 
 bench-web:       ## job search with 1M jobs in history, and drain throughput with the dashboard open
 	$(PY) -m benchmarks.web_load

@@ -18,11 +18,15 @@ SELECT skiplock.deregister_worker(worker_id => %(worker_id)s::uuid);
 
 -- name: ensure_partitions :many
 SELECT name
-FROM skiplock.ensure_partitions(days_ahead => %(days_ahead)s::integer) AS name;
+FROM skiplock.ensure_partitions(
+    days_ahead => %(days_ahead)s::integer, as_of => coalesce(%(as_of)s::timestamptz, now())
+) AS name;
 
 -- name: drop_partitions :many
 SELECT name
-FROM skiplock.drop_partitions(retention => %(retention)s::interval) AS name;
+FROM skiplock.drop_partitions(
+    retention => %(retention)s::interval, as_of => coalesce(%(as_of)s::timestamptz, now())
+) AS name;
 
 -- name: list_workers :many
 SELECT *

@@ -13,9 +13,6 @@ gives fixtures for a migrated database, a client and a clock on top of these.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import traceback as tb
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,13 +21,15 @@ from typing import Any
 
 from skiplock._core import statements
 from skiplock._core.cron import due_ticks
+from skiplock._core.outcome import Outcome, OutcomeKind
 from skiplock._core.rows import job_from_row, parent_result_from_row
 from skiplock._driver.session import Session
 from skiplock.client import Client
-from skiplock.context import _CURRENT, JobContext, set_current
-from skiplock.errors import ConfigError, Fail, Retry
+from skiplock.context import JobContext
+from skiplock.errors import ConfigError
 from skiplock.models import Job, JobState, Json, ParentResult
 from skiplock.task import REGISTRY, Task
+from skiplock.worker import executor
 
 __all__ = ["Clock", "Drained", "abandon", "assert_enqueued", "drain", "enqueued"]
 
@@ -92,8 +91,10 @@ def drain(
     """Run every job that is due at the clock's time, in this thread, until none is left.
 
     Like a worker: expired leases are reaped first, due cron ticks are enqueued (``schedules``),
-    jobs are claimed in priority order, a task's ``Retry``/``Fail``/exceptions and retry policy
-    decide the outcome, and ``current_job()`` works inside the task (``parent_results()`` too;
+    jobs are claimed in priority order, and a task's ``Retry``/``Fail``/exceptions, ``timeout``
+    and retry policy decide the outcome by the worker's own code (a ``def`` task that outlives
+    its timeout is recorded as timed out when it returns). ``current_job()`` works inside the
+    task (``parent_results()`` too;
     the job transaction needs a real worker). Jobs that become due meanwhile (workflow
     children, retries with no delay) run in the same call. Async tasks run in a fresh event loop,
     so call ``drain`` from synchronous tests (or from ``asyncio.to_thread``).
@@ -122,7 +123,7 @@ def drain(
                     raise ConfigError(
                         f"drain ran {limit} jobs and more are due; raise limit= if that is expected"
                     )
-                _run_one(conn, client, registry, job_from_row(row), at, out)
+                _run_one(conn, registry, job_from_row(row), at, out)
 
 
 def abandon(
@@ -206,89 +207,36 @@ class _Reads:
 
 def _run_one(
     conn: Session,
-    client: Client,
     registry: dict[str, Task[Any]],
     job: Job,
     at: datetime,
     out: Drained,
 ) -> None:
-    task = registry.get(job.task)
-    if task is None:
-        _record_failure(
-            conn,
-            job,
-            out,
-            at,
-            error=f"unknown task {job.task!r}",
-            error_type="UnknownTask",
-            retryable=False,
-        )
+    bound = executor.bind(registry, None, job)
+    if isinstance(bound, Outcome):
+        ran = bound
+    else:
+        ctx = JobContext(job=job, worker_id=job.worker_id or uuid.uuid4(), _reads=_Reads(conn))
+        ran = executor.run_inline(bound, ctx)
+    if ran.kind is OutcomeKind.COMPLETE:
+        _run(conn, statements.complete([job.id], [_lease(job)], [ran.result], as_of=at))
+        out.completed.append(job.id)
+        out.results[job.id] = ran.result
         return
-    try:
-        kwargs = task.bind_args(job.args)
-    except ConfigError as exc:
-        _record_failure(conn, job, out, at, error=str(exc), error_type="BadArguments", retryable=False)
-        return
-    token = set_current(JobContext(job=job, worker_id=job.worker_id or uuid.uuid4(), _reads=_Reads(conn)))
-    try:
-        value = task.fn(**kwargs)
-        if inspect.isawaitable(value):
-            value = asyncio.run(_awaited(value))
-    except Retry as exc:
-        after = exc.after if exc.after is not None else task.retry_delay(job)
-        _record_failure(conn, job, out, at, error=exc.reason, error_type="Retry", retry_in=after)
-        return
-    except Exception as exc:
-        retryable = not isinstance(exc, Fail) and not isinstance(exc, task.no_retry_on)
-        _record_failure(
-            conn,
-            job,
-            out,
-            at,
-            error=str(exc) or type(exc).__name__,
-            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            traceback="".join(tb.format_exception(exc)),
-            retry_in=task.retry_delay(job) if retryable else None,
-            retryable=retryable,
-        )
-        return
-    finally:
-        _CURRENT.reset(token)
-    _run(conn, statements.complete([job.id], [_lease(job)], [value], as_of=at))
-    out.completed.append(job.id)
-    out.results[job.id] = value
-
-
-async def _awaited(value: Any) -> Any:
-    return await value
-
-
-def _record_failure(
-    conn: Session,
-    job: Job,
-    out: Drained,
-    at: datetime,
-    *,
-    error: str,
-    error_type: str,
-    traceback: str | None = None,
-    retry_in: timedelta | None = None,
-    retryable: bool = True,
-) -> None:
     (row,) = _run(
         conn,
         statements.fail(
             job.id,
             _lease(job),
-            error=error,
-            error_type=error_type,
-            traceback=traceback,
-            retry_in=retry_in,
-            retryable=retryable,
+            error=ran.error,
+            error_type=ran.error_type,
+            traceback=ran.traceback,
+            retry_in=ran.retry_in,
+            retryable=ran.retryable,
             as_of=at,
         ),
     )
-    out.errors[job.id] = error
+    out.errors[job.id] = ran.error
     {"retryable": out.retried, "failed": out.failed, "cancelled": out.cancelled}.get(
         row["state"], out.failed
     ).append(job.id)

@@ -168,8 +168,10 @@ def test_four_processes_hold_a_rate_limit_over_sixty_seconds(dsn, conn, client, 
 
 def test_three_processes_hold_a_rate_limit_per_key(dsn, conn, client, workdir):
     """Pass: with 10 jobs/s per tenant (bucket of 2), three workers start each tenant's jobs at
-    10/s within 5% over 10 s, whatever the other tenant's backlog, and no 1-second window of one
-    tenant holds more than its bucket plus one second's refill (12)."""
+    no more than 10/s + 5% over 10 s, and at least 10/s - 10%, whatever the other tenant's
+    backlog; no 1-second window of one tenant holds more than its bucket plus one second's
+    refill (12). The limit is the guarantee; the floor is looser because a bucket of 2 loses
+    the tokens of any pause over 0.2 s, which a machine busy with other work causes."""
     client.set_queue_limits("limited", key_arg="tenant", key_rate=10, key_burst=2)
     client.enqueue_many(
         [
@@ -202,7 +204,7 @@ def test_three_processes_hold_a_rate_limit_per_key(dsn, conn, client, workdir):
     )
     for tenant in ("big", "small"):
         rate = (per_tenant[tenant] - 2) / 10  # the first claim may take a full bucket
-        assert 9.5 <= rate <= 10.5, (tenant, rate)
+        assert 9.0 <= rate <= 10.5, (tenant, rate)
     busiest = conn.execute(
         """
         WITH c AS (SELECT args ->> 'tenant' AS tenant, attempted_at AS t FROM skiplock.jobs

@@ -42,7 +42,7 @@ async def test_immediate_restart_mid_drain_loses_nothing_and_finalizes_each_job_
     )
     async with worker:
         await await_until(lambda: asyncio.sleep(0, len(runs) >= 500), timeout=60, what="drain under way")
-        held_at_crash = len(worker._held)
+        held_at_crash = worker.held
         await asyncio.to_thread(throwaway.crash)
         await asyncio.to_thread(throwaway.start)
 
@@ -58,9 +58,8 @@ async def test_immediate_restart_mid_drain_loses_nothing_and_finalizes_each_job_
 
         await await_until(drained, timeout=120, what="drain after restart")
         # LISTEN works again: the listener reconnected by itself.
-        assert worker._listener is not None
-        await asyncio.wait_for(worker._listener.connected.wait(), 30)
-        assert worker._listener.reconnects >= 1
+        await asyncio.wait_for(worker.signals.listening.wait(), 30)
+        assert worker.signals.reconnected.count >= 1
 
     with psycopg.connect(dsn) as c:
         completed = c.execute(

@@ -450,8 +450,11 @@ async def test_a_failed_commit_keeps_nothing_and_leaves_the_job_to_its_lease(
                 what="the next job completes",
             )
             assert job_row(conn, bad.id) == ("running", 1)  # not completed, not reaped: its lease runs
-            assert worker._transactions._pools.opened_sync
-            assert worker._transactions._pools.sync_connections() == 1
+            (task_connections,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'skiplock-task' AND datname = current_database()"
+            ).fetchone()
+            assert task_connections == 1  # both jobs' transactions ran on one pooled connection
     assert credited(conn) == [(good.id, 1, 5)]
     assert any("could not commit its transaction" in r.getMessage() for r in caplog.records)
     assert worker.stats.completed == 1
@@ -524,8 +527,7 @@ async def test_a_task_that_never_asks_pays_nothing_and_goes_through_the_acker(ds
     await worker.run()
     assert [client.get_job(i).result for i in ids] == list(range(20))
     assert worker.stats.completed == 20
-    assert not worker._transactions._pools.opened_sync  # no job transaction pool was made
-    assert not worker._transactions._pools.opened_async
+    assert worker.stats.transactions == 0  # no job transaction was opened, so no pool was made
 
 
 async def test_the_job_transaction_is_read_committed_so_heartbeats_never_break_it(dsn, client, conn, credits):

@@ -220,10 +220,8 @@ async def test_graceful_stop_finishes_running_and_releases_prefetched_without_sp
     worker = skiplock.AsyncWorker([step], dsn=dsn, concurrency=1, prefetch=5, **FAST)
     runner = asyncio.create_task(worker.run())
     await asyncio.wait_for(started.wait(), 10)
-    await await_until(
-        lambda: asyncio.sleep(0, len(worker._held) == 6),
-        what="six jobs leased (one running, five prefetched)",
-    )
+    # Six jobs leased: one running, five prefetched.
+    await asyncio.wait_for(worker.signals.claimed_jobs.wait_for(6), 10)
     await worker.stop()
     finish.set()
     await asyncio.wait_for(runner, 20)
@@ -282,8 +280,8 @@ async def test_listener_reconnects_and_catches_up_after_its_connection_is_killed
             " WHERE application_name = 'skiplock-listener' AND datname = current_database()"
         ).fetchone()[0]
         assert killed == 1
-        await await_until(lambda: asyncio.sleep(0, worker._listener.reconnects >= 1), what="reconnect")
-        await asyncio.wait_for(worker._listener.connected.wait(), 10)
+        await asyncio.wait_for(worker.signals.reconnected.wait_for(1), 10)
+        assert worker.signals.listening.is_set()
         ping.using(client=client).enqueue()
         await asyncio.wait_for(ran.wait(), 10)
 
@@ -320,8 +318,7 @@ async def test_worker_survives_its_pool_connections_being_killed(dsn, client, co
 
 
 async def _listening(worker: skiplock.AsyncWorker) -> None:
-    await await_until(lambda: asyncio.sleep(0, worker._listener is not None), what="listener started")
-    await worker._listener.connected.wait()
+    await worker.signals.listening.wait()
 
 
 def test_sync_worker_runs_def_tasks_and_rejects_async(dsn, client):

@@ -170,7 +170,7 @@ async def test_jobs_done_show_in_the_workers_view_while_a_queue_drains(dsn, clie
 def test_which_outcomes_count_as_recorded(row, kind, expected):
     from uuid import UUID
 
-    from skiplock.worker.runtime_async import outcome_recorded
+    from skiplock._core.outcome import OutcomeKind, recorded
 
     me = UUID(int=1)
     ids = {"W": me, "X": UUID(int=2), None: None}
@@ -179,4 +179,4 @@ def test_which_outcomes_count_as_recorded(row, kind, expected):
         row["errors"] = [
             {**e, "worker_id": str(ids[e["worker_id"]])} if "worker_id" in e else e for e in row["errors"]
         ]
-    assert outcome_recorded(row, 2, me, kind, "E") == expected
+    assert recorded(row, 2, me, OutcomeKind(kind), "E") == expected

@@ -392,12 +392,12 @@ def deregister_worker(worker_id: UUID) -> BoundStatement:
     return _bind("deregister_worker", worker_id=worker_id)
 
 
-def ensure_partitions(days_ahead: int = 3) -> BoundStatement:
-    return _bind("ensure_partitions", days_ahead=days_ahead)
+def ensure_partitions(days_ahead: int = 3, as_of: datetime | None = None) -> BoundStatement:
+    return _bind("ensure_partitions", days_ahead=days_ahead, as_of=as_of)
 
 
-def drop_partitions(retention: timedelta) -> BoundStatement:
-    return _bind("drop_partitions", retention=retention)
+def drop_partitions(retention: timedelta, as_of: datetime | None = None) -> BoundStatement:
+    return _bind("drop_partitions", retention=retention, as_of=as_of)
 
 
 def queue_activity() -> BoundStatement:

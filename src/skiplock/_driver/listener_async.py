@@ -38,6 +38,7 @@ class AsyncListener:
         *,
         on_cancel_cb: Callable[[int], None] | None = None,
         on_done_cb: Callable[[str], None] | None = None,
+        on_lost_cb: Callable[[], None] | None = None,
         max_backoff_s: float = 5.0,
         ping_interval_s: float = 5.0,
     ) -> None:
@@ -47,6 +48,7 @@ class AsyncListener:
         self.on_connect_cb = on_connect_cb
         self.on_cancel_cb = on_cancel_cb
         self.on_done_cb = on_done_cb
+        self.on_lost_cb = on_lost_cb
         self.max_backoff_s = max_backoff_s
         self.ping_interval_s = ping_interval_s
         self.connected = asyncio.Event()
@@ -63,6 +65,8 @@ class AsyncListener:
                 await self._listen_once()
             except (psycopg.Error, OSError) as exc:
                 self.connected.clear()
+                if self.on_lost_cb is not None:
+                    self.on_lost_cb()
                 if self._stopping.is_set():
                     break
                 log.warning("listener connection lost (%s); reconnecting in %.1fs", exc, self._backoff)

@@ -97,20 +97,6 @@ class TxPools:
         self._apool_lock = asyncio.Lock()
         self._closed = False
 
-    @property
-    def opened_async(self) -> bool:
-        """Whether the async pool was created (some ``async def`` task asked for a transaction)."""
-        return self._apool is not None
-
-    @property
-    def opened_sync(self) -> bool:
-        """Whether the sync pool was created (some ``def`` task asked for a transaction)."""
-        return self._pool is not None
-
-    def sync_connections(self) -> int:
-        """How many connections the sync pool holds now (0 before it is created)."""
-        return 0 if self._pool is None else int(self._pool.get_stats().get("connections_num", 0))
-
     # -- sync --------------------------------------------------------------------------------
 
     def begin(self) -> psycopg.Connection[Any]:

@@ -1,0 +1,499 @@
+"""Pickup and drain while something holds the xmin horizon back.
+
+A steady stream of single enqueues (400 jobs/s, one transaction each) runs against one worker with
+default settings, with a burst of 20,000 jobs every 5 minutes. After a baseline, a second session
+holds the horizon — a ``REPEATABLE READ`` transaction left idle after one read (``snapshot``), a
+``pg_dump`` whose output nobody reads (``pg_dump``), or a logical replication slot nobody consumes
+(``slot``) — for 30 minutes, then lets go. Every 10 seconds the run records pickup latency
+(``attempted_at - created_at``: the database's clock, from the enqueue statement to the claim),
+completions per second, the hot table's size with its indexes, its dead tuples and the claim's mean
+time (from ``pg_stat_statements``); every burst, how fast it drained.
+
+It runs on a throw-away cluster of the machine's PostgreSQL (``pg_createcluster`` on another
+port, the server's default settings, durable commits), never on the shared one, and drops it at
+the end. ``--autovacuum off`` turns autovacuum off on it (the shared CI server runs without it)::
+
+    python -m benchmarks.long_tx                      # 60 s baseline, 30 min hold, 2 min after
+    python -m benchmarks.long_tx --holder pg_dump --hold 600
+    python -m benchmarks.long_tx --smoke              # 30 seconds, to check that it runs
+
+The report is markdown on stdout (and JSON with ``--json FILE``), with the issue's bars checked
+window by window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from benchmarks.common import ROOT
+
+CLUSTER = "skiplock_longtx"
+VERSION = "15"
+WINDOW_S = 10.0
+
+
+# -- the throw-away cluster ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def cluster(port: int, *, autovacuum: bool, logical: bool) -> Iterator[str]:
+    """A fresh cluster of the machine's PostgreSQL on ``port``; yields its admin DSN."""
+    subprocess.run(["pg_dropcluster", "--stop", VERSION, CLUSTER], capture_output=True, check=False)
+    settings = [
+        "-o", "shared_preload_libraries=pg_stat_statements",
+        "-o", f"autovacuum={'on' if autovacuum else 'off'}",
+        "-o", "max_connections=200",
+    ]  # fmt: skip
+    if logical:
+        settings += ["-o", "wal_level=logical"]
+    made = subprocess.run(
+        ["pg_createcluster", "-p", str(port), "--start", *settings, VERSION, CLUSTER, "--", "--auth=trust"],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        subprocess.run(["pg_dropcluster", "--stop", VERSION, CLUSTER], capture_output=True, check=False)
+        raise SystemExit(f"pg_createcluster failed: {(made.stderr or made.stdout).strip().splitlines()[-1:]}")
+    try:
+        yield f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
+    finally:
+        subprocess.run(["pg_dropcluster", "--stop", VERSION, CLUSTER], capture_output=True, check=False)
+
+
+def fresh_database(admin: str, name: str) -> str:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn = admin.replace("dbname=postgres", f"dbname={name}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    return dsn
+
+
+# -- the system under test -----------------------------------------------------------------------
+
+
+class Skiplock:
+    name = "skiplock"
+    hot = "skiplock.job"  # the table every claim and completion churns
+    claim_like = "%skiplock.claim(%"  # how pg_stat_statements spells its claim
+
+    def __init__(self, dsn: str) -> None:
+        import skiplock
+        from skiplock.migrate import Migrator
+
+        self.dsn = dsn
+        Migrator(dsn).up()
+        self.client = skiplock.AsyncClient(dsn, max_size=2)
+
+    async def open(self) -> None:
+        await self.client.open()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def worker(self, log: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.long_tx", "worker", self.dsn],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+
+    async def enqueue(self, i: int) -> None:
+        await self.client.enqueue("steady", {"i": i}, queue="bench")
+
+    async def burst(self, n: int, tag: int) -> None:
+        import skiplock
+
+        specs = [skiplock.JobSpec(task="burst", args={"i": i, "burst": tag}, queue="bulk") for i in range(n)]
+        await self.client.enqueue_many(specs)
+
+    def ready(self, conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute("SELECT count(*) FROM skiplock.workers WHERE NOT stale").fetchone()
+        return bool(row and row[0])
+
+    def window(self, conn: psycopg.Connection[Any], start: float, end: float) -> dict[str, Any]:
+        row = conn.execute(
+            """
+            SELECT count(*) FILTER (WHERE finished_at >= to_timestamp(%(a)s) AND finished_at < to_timestamp(%(b)s)),
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM attempted_at - created_at))
+                       FILTER (WHERE task = 'steady' AND attempted_at >= to_timestamp(%(a)s)
+                               AND attempted_at < to_timestamp(%(b)s)),
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM attempted_at - created_at))
+                       FILTER (WHERE task = 'steady' AND attempted_at >= to_timestamp(%(a)s)
+                               AND attempted_at < to_timestamp(%(b)s))
+            FROM skiplock.job_history
+            WHERE finished_at >= to_timestamp(%(a)s) - interval '1 minute'
+            """,
+            {"a": start, "b": end},
+        ).fetchone()
+        assert row is not None
+        return {
+            "completions_per_s": row[0] / (end - start),
+            "pickup_p50_ms": None if row[1] is None else row[1] * 1000,
+            "pickup_p99_ms": None if row[2] is None else row[2] * 1000,
+        }
+
+    def waiting(self, conn: psycopg.Connection[Any], tag: int) -> int:
+        row = conn.execute(
+            "SELECT count(*) FROM skiplock.job WHERE task = 'burst' AND (args ->> 'burst')::int = %s", [tag]
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+SYSTEMS = {"skiplock": Skiplock}
+
+
+def run_worker(dsn: str) -> None:
+    """Child process: one worker with default settings and no-op `def` tasks (what most users
+    write), until SIGTERM."""
+    import skiplock
+
+    @skiplock.task(queue="bench")
+    def steady(i: int) -> None:
+        return None
+
+    @skiplock.task(queue="bulk")
+    def burst(i: int, burst: int) -> None:
+        return None
+
+    # The steady queue first: a burst uses the worker's spare capacity, as a batch import would.
+    skiplock.Worker([steady, burst], dsn=dsn, queues=["bench", "bulk"], install_signal_handlers=True).run()
+
+
+# -- holders of the horizon ----------------------------------------------------------------------
+
+
+class Holder:
+    """Holds the xmin horizon of ``dsn``'s database from ``start()`` until ``stop()``."""
+
+    def __init__(self, kind: str, dsn: str, table: str) -> None:
+        self.kind, self.dsn, self.table = kind, dsn, table
+        self._conn: psycopg.Connection[Any] | None = None
+        self._dump: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self.kind == "snapshot":
+            self._conn = psycopg.connect(self.dsn, application_name="analyst")
+            self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            self._conn.execute(f"SELECT count(*) FROM {self.table}")
+        elif self.kind == "slot":
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute("SELECT pg_create_logical_replication_slot('longtx', 'test_decoding')")
+        elif self.kind == "pg_dump":
+            # Its output is read by nobody: it blocks on a full pipe, inside its snapshot.
+            self._dump = subprocess.Popen(
+                ["pg_dump", "--dbname", self.dsn, "--data-only", "--table", "skiplock.job_history*"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        else:
+            raise SystemExit(f"unknown holder {self.kind}")
+
+    def stop(self) -> None:
+        if self._conn is not None:
+            self._conn.commit()
+            self._conn.close()
+        if self.kind == "slot":
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute("SELECT pg_drop_replication_slot('longtx')")
+        if self._dump is not None:
+            self._dump.kill()
+            self._dump.wait()
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    t: float  # seconds since the start, at the window's end
+    phase: str  # baseline | hold | after
+    completions_per_s: float
+    pickup_p50_ms: float | None
+    pickup_p99_ms: float | None
+    hot_mib: float
+    dead_tuples: int
+    claim_ms: float | None
+
+
+@dataclass
+class Burst:
+    t: float
+    phase: str
+    jobs: int
+    seconds: float | None = None
+
+    @property
+    def rate(self) -> float | None:
+        return None if not self.seconds else self.jobs / self.seconds
+
+
+@dataclass
+class Run:
+    system: str
+    holder: str
+    autovacuum: bool
+    rate: int
+    windows: list[Window] = field(default_factory=list)
+    bursts: list[Burst] = field(default_factory=list)
+
+
+def _hot(conn: psycopg.Connection[Any], table: str) -> tuple[float, int]:
+    row = conn.execute(
+        "SELECT pg_total_relation_size(%s::regclass), coalesce(n_dead_tup, 0)"
+        " FROM pg_stat_user_tables WHERE relid = %s::regclass",
+        [table, table],
+    ).fetchone()
+    return (row[0] / 2**20, int(row[1])) if row else (0.0, 0)
+
+
+def _claim_stats(conn: psycopg.Connection[Any], like: str) -> tuple[float, int]:
+    row = conn.execute(
+        "SELECT coalesce(sum(total_exec_time), 0), coalesce(sum(calls), 0) FROM pg_stat_statements"
+        " WHERE query LIKE %s AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        [like],
+    ).fetchone()
+    return (float(row[0]), int(row[1])) if row else (0.0, 0)
+
+
+async def run(system_name: str, dsn: str, args: argparse.Namespace) -> Run:
+    system = SYSTEMS[system_name](dsn)
+    await system.open()
+    result = Run(system_name, args.holder, args.autovacuum == "on", args.rate)
+    holder = Holder(args.holder, dsn, system.hot)
+    worker_log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
+    worker = system.worker(worker_log)
+    sampler = psycopg.connect(dsn, autocommit=True, application_name="sampler")
+    stop = asyncio.Event()
+    deadline = time.time() + 60
+    while not system.ready(sampler):
+        if worker.poll() is not None or time.time() > deadline:
+            raise SystemExit(f"the {system_name} worker did not start (exit status {worker.poll()})")
+        await asyncio.sleep(0.05)
+    t0 = time.time()
+    hold_at, release_at, end_at = (
+        t0 + args.baseline,
+        t0 + args.baseline + args.hold,
+        t0 + args.baseline + args.hold + args.after,
+    )
+
+    def phase(t: float) -> str:
+        return "baseline" if t < hold_at else "hold" if t < release_at else "after"
+
+    async def steady() -> None:
+        i = 0
+        while not stop.is_set():
+            due = t0 + i / args.rate
+            delay = due - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await system.enqueue(i)
+            i += 1
+
+    async def bursts() -> None:
+        tag = 0
+        next_at = t0 + args.burst_every / 2
+        while not stop.is_set():
+            await asyncio.sleep(max(0.0, next_at - time.time()))
+            if stop.is_set():
+                return
+            tag += 1
+            burst = Burst(time.time() - t0, phase(time.time()), args.burst)
+            result.bursts.append(burst)
+            started = time.time()
+            await system.burst(args.burst, tag)
+            # The database's state: there is no event to await.
+            while await asyncio.to_thread(system.waiting, sampler, tag) and not stop.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+            if not stop.is_set():
+                burst.seconds = time.time() - started
+            next_at += args.burst_every
+
+    async def windows() -> None:
+        held = False
+        last = time.time()
+        claim_before = _claim_stats(sampler, system.claim_like)
+        while True:
+            await asyncio.sleep(max(0.0, last + WINDOW_S - time.time()))
+            now = time.time()
+            if not held and now >= hold_at and args.hold:
+                holder.start()
+                held = True
+            elif held and now >= release_at:
+                holder.stop()
+                held = False
+            # Off the event loop: the steady enqueues go on meanwhile.
+            seen = await asyncio.to_thread(system.window, sampler, last, now)
+            mib, dead = await asyncio.to_thread(_hot, sampler, system.hot)
+            claim_now = await asyncio.to_thread(_claim_stats, sampler, system.claim_like)
+            calls = claim_now[1] - claim_before[1]
+            claim_ms = (claim_now[0] - claim_before[0]) / calls if calls else None
+            claim_before = claim_now
+            result.windows.append(
+                Window(
+                    t=round(now - t0, 1),
+                    phase=phase(last),
+                    hot_mib=mib,
+                    dead_tuples=dead,
+                    claim_ms=claim_ms,
+                    **seen,
+                )
+            )
+            print(_line(result.windows[-1]), file=sys.stderr, flush=True)
+            last = now
+            if now >= end_at:
+                if held:
+                    holder.stop()
+                return
+
+    tasks = [asyncio.create_task(steady()), asyncio.create_task(bursts())]
+    try:
+        await windows()
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        worker.terminate()
+        code = worker.wait(60)
+        if code not in (0, -15) or not any(w.completions_per_s for w in result.windows):
+            worker_log.seek(0)
+            tail = worker_log.read().decode(errors="replace").splitlines()[-15:]
+            print(f"the {system_name} worker exited {code}:", *tail, sep="\n  ", file=sys.stderr)
+        worker_log.close()
+        sampler.close()
+        await system.close()
+    return result
+
+
+def _line(w: Window) -> str:
+    p99 = "-" if w.pickup_p99_ms is None else f"{w.pickup_p99_ms:.1f}"
+    claim = "-" if w.claim_ms is None else f"{w.claim_ms:.2f}"
+    return (
+        f"t={w.t:7.1f}s {w.phase:8} done/s={w.completions_per_s:7.0f} p99={p99:>7} ms"
+        f" hot={w.hot_mib:6.1f} MiB dead={w.dead_tuples:8} claim={claim} ms"
+    )
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+def verdict(r: Run) -> dict[str, Any]:
+    """The issue's bars, window by window."""
+    base = [w for w in r.windows if w.phase == "baseline"]
+    base = base[1:] if len(base) > 1 else base  # the first window warms up
+    hold = [w for w in r.windows if w.phase == "hold"]
+    after = [w for w in r.windows if w.phase == "after"]
+    p99s = [w.pickup_p99_ms for w in base if w.pickup_p99_ms is not None]
+    base_p99 = statistics.median(p99s) if p99s else None
+    base_mib = statistics.median([w.hot_mib for w in base]) if base else None
+    base_bursts = [b.rate for b in r.bursts if b.phase == "baseline" and b.rate]
+    base_burst = statistics.median(base_bursts) if base_bursts else None
+    worst_p99 = max((w.pickup_p99_ms or 0.0 for w in hold), default=None)
+    min_done = min((w.completions_per_s for w in hold), default=None)
+    max_mib = max((w.hot_mib for w in hold), default=None)
+    hold_bursts = [b.rate for b in r.bursts if b.phase == "hold" and b.rate]
+    out: dict[str, Any] = {
+        "baseline_p99_ms": base_p99,
+        "worst_hold_p99_ms": worst_p99,
+        "p99_bar_ms": None if base_p99 is None else 2 * base_p99 + 5,
+        "min_hold_completions_per_s": min_done,
+        "baseline_mib": base_mib,
+        "max_hold_mib": max_mib,
+        "baseline_burst_per_s": base_burst,
+        "min_hold_burst_per_s": min(hold_bursts) if hold_bursts else None,
+    }
+    out["p99_ok"] = None if base_p99 is None or worst_p99 is None else worst_p99 <= 2 * base_p99 + 5
+    # Completions keep up: the offered rate, less 5% for a window's edges.
+    out["keeps_up"] = None if min_done is None else min_done >= 0.95 * r.rate
+    out["size_ok"] = None if base_mib is None or max_mib is None else max_mib <= 2 * base_mib
+    out["burst_ok"] = None if base_burst is None or not hold_bursts else min(hold_bursts) >= 0.8 * base_burst
+    recovered = [w for w in after if w.t - (after[0].t if after else 0) >= 60]
+    out["recovered"] = (
+        None
+        if not recovered or base_p99 is None or base_mib is None
+        else all((w.pickup_p99_ms or 0) <= 2 * base_p99 + 5 and w.hot_mib <= 2 * base_mib for w in recovered)
+    )
+    return out
+
+
+def markdown(runs: list[Run], args: argparse.Namespace) -> str:
+    lines = [
+        f"### {args.rate} jobs/s, a {args.burst:,}-job burst every {args.burst_every:g} s;"
+        f" horizon held by `{args.holder}` for {args.hold:g} s; autovacuum {args.autovacuum}\n",
+        "| system | baseline p99 | worst p99 in the hold (bar) | fewest done/s in the hold | hot table MiB:"
+        " baseline → worst | burst jobs/s: baseline → worst | back within 60 s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        v = verdict(r)
+
+        def num(x: float | None, fmt: str = "{:.1f}") -> str:
+            return "-" if x is None else fmt.format(x)
+
+        def ok(flag: bool | None) -> str:
+            return "" if flag is None else (" ✓" if flag else " ✗")
+
+        lines.append(
+            f"| {r.system} | {num(v['baseline_p99_ms'])} ms | {num(v['worst_hold_p99_ms'])} ms"
+            f" ({num(v['p99_bar_ms'])}){ok(v['p99_ok'])} | {num(v['min_hold_completions_per_s'], '{:.0f}')}"
+            f"{ok(v['keeps_up'])} | {num(v['baseline_mib'])} → {num(v['max_hold_mib'])}{ok(v['size_ok'])}"
+            f" | {num(v['baseline_burst_per_s'], '{:,.0f}')} → {num(v['min_hold_burst_per_s'], '{:,.0f}')}"
+            f"{ok(v['burst_ok'])} | {ok(v['recovered']).strip() or '-'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    if len(sys.argv) >= 3 and sys.argv[1] == "worker":
+        run_worker(sys.argv[2])
+        return
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--systems", default="skiplock")
+    p.add_argument("--holder", choices=["snapshot", "pg_dump", "slot"], default="snapshot")
+    p.add_argument("--autovacuum", choices=["on", "off"], default="on")
+    p.add_argument("--rate", type=int, default=400, help="steady single enqueues per second")
+    p.add_argument("--burst", type=int, default=20_000, help="jobs per burst")
+    p.add_argument("--burst-every", type=float, default=300.0, help="seconds between bursts")
+    p.add_argument("--baseline", type=float, default=60.0)
+    p.add_argument("--hold", type=float, default=1800.0)
+    p.add_argument("--after", type=float, default=120.0)
+    p.add_argument("--port", type=int, default=5499)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--smoke", action="store_true", help="30 seconds at small sizes, to check it runs")
+    args = p.parse_args()
+    if args.smoke:
+        args.rate, args.burst, args.burst_every = 100, 500, 10.0
+        args.baseline, args.hold, args.after = 10.0, 10.0, 10.0
+    runs = []
+    with cluster(args.port, autovacuum=args.autovacuum == "on", logical=args.holder == "slot") as admin:
+        for name in args.systems.split(","):
+            dsn = fresh_database(admin, f"longtx_{name}")
+            runs.append(asyncio.run(run(name, dsn, args)))
+    print(markdown(runs, args))
+    if args.json:
+        args.json.write_text(
+            json.dumps([{**asdict(r), "verdict": verdict(r)} for r in runs], indent=1, default=str)
+        )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
