@@ -45,6 +45,7 @@ from benchmarks.common import ROOT
 CLUSTER = "skiplock_longtx"
 VERSION = "15"
 WINDOW_S = 10.0
+LANES = 8  # concurrent producers of the steady stream
 
 
 # -- the throw-away cluster ---------------------------------------------------------------------
@@ -99,7 +100,7 @@ class Skiplock:
 
         self.dsn = dsn
         Migrator(dsn).up()
-        self.client = skiplock.AsyncClient(dsn, max_size=2)
+        self.client = skiplock.AsyncClient(dsn, max_size=LANES + 1)
 
     async def open(self) -> None:
         await self.client.open()
@@ -297,15 +298,16 @@ async def run(system_name: str, dsn: str, args: argparse.Namespace) -> Run:
     def phase(t: float) -> str:
         return "baseline" if t < hold_at else "hold" if t < release_at else "after"
 
-    async def steady() -> None:
-        i = 0
+    async def steady(lane: int, lanes: int) -> None:
+        # One of `lanes` producers, each on its own connection: one commit at a time could not
+        # offer 400 a second. Job i is due at t0 + i/rate; late ones go at once.
+        i = lane
         while not stop.is_set():
-            due = t0 + i / args.rate
-            delay = due - time.time()
+            delay = t0 + i / args.rate - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             await system.enqueue(i)
-            i += 1
+            i += lanes
 
     async def bursts() -> None:
         tag = 0
@@ -363,7 +365,7 @@ async def run(system_name: str, dsn: str, args: argparse.Namespace) -> Run:
                     holder.stop()
                 return
 
-    tasks = [asyncio.create_task(steady()), asyncio.create_task(bursts())]
+    tasks = [*(asyncio.create_task(steady(k, LANES)) for k in range(LANES)), asyncio.create_task(bursts())]
     try:
         await windows()
     finally:

@@ -104,3 +104,18 @@ def test_django_project_end_to_end(django_dsn: str):
         "listing": 200, "lists_receipt": True, "workers": 200, "detail": 200, "cancel": 200,
         "later_state": "cancelled",
     }  # fmt: skip
+
+
+@pytest.mark.subprocess
+def test_django_worker_with_two_processes_runs_django_tasks(django_dsn: str):
+    """Pass: `./manage.py skiplock worker --processes 2` runs Django tasks in both processes
+    (each sets Django up itself before a task runs)."""
+    run(django_dsn, "manage.py", "migrate", "--no-input")
+    ids = json.loads(run(django_dsn, "scenario.py", "enqueue").splitlines()[-1])
+    run(
+        django_dsn, "manage.py", "skiplock", "worker", "--burst", "--processes", "2", "--log-level", "WARNING"
+    )
+    results = json.loads(run(django_dsn, "scenario.py", "results", stdin=json.dumps(ids)).splitlines()[-1])
+    assert results["receipt"]["status"] == "SUCCESSFUL"
+    assert results["report"]["value"] == 42
+    assert results["add"]["value"] == 5

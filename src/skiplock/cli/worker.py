@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import os
 import sys
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,6 +18,19 @@ from skiplock.metrics import WorkerCollector, serve
 from skiplock.settings import DEFAULT_GRACE_PERIOD, DEFAULT_LEASE, DEFAULT_POLL_INTERVAL
 from skiplock.task import Task
 from skiplock.worker import AsyncWorker
+from skiplock.worker.supervisor import resolve_processes, run_processes
+
+
+def _processes(value: str | int) -> int:
+    try:
+        return resolve_processes(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _serve_metrics(port: int, runner: AsyncWorker, index: int) -> None:
+    """In worker process ``index`` of a supervisor: serve its metrics on ``port + index``."""
+    serve(WorkerCollector(runner), port + index)
 
 
 @handle_errors
@@ -94,6 +108,16 @@ def worker(
             min=1, max=65535, help="Serve this worker's Prometheus metrics on this port (skiplock[metrics])."
         ),
     ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            parser=_processes,
+            metavar="N|auto",
+            help="Worker processes, each with its own connections, under one supervisor that passes"
+            " SIGTERM/SIGINT on and restarts a process that dies; auto: one per CPU this process may"
+            " use. With 1 this process is the worker.",
+        ),
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
     """Run a worker: claim, run and acknowledge jobs until SIGTERM/SIGINT (twice: at once)."""
@@ -117,23 +141,32 @@ def worker(
             ) from None
         if not isinstance(fallback, Task):
             raise fail(f"--default-task {default_task} is not a skiplock Task", code=2)
-    runner = AsyncWorker(
-        dsn=dsn_of(dsn),
-        queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
-        concurrency=concurrency,
-        prefetch=prefetch,
-        burst=burst,
-        lease=timedelta(seconds=lease),
-        grace_period=timedelta(seconds=grace),
-        poll_interval=timedelta(seconds=poll_interval),
-        listen=listen,
-        pgbouncer=pgbouncer,
-        listen_dsn=listen_dsn,
-        schedules=schedules,
-        webhooks=webhooks,
-        default_task=fallback,
-        install_signal_handlers=True,
-    )
+    options: dict[str, Any] = {
+        "dsn": dsn_of(dsn),
+        "queues": [q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+        "concurrency": concurrency,
+        "prefetch": prefetch,
+        "burst": burst,
+        "lease": timedelta(seconds=lease),
+        "grace_period": timedelta(seconds=grace),
+        "poll_interval": timedelta(seconds=poll_interval),
+        "listen": listen,
+        "pgbouncer": pgbouncer,
+        "listen_dsn": listen_dsn,
+        "schedules": schedules,
+        "webhooks": webhooks,
+    }
+    if processes > 1:
+        code = run_processes(
+            processes,
+            modules=modules or [],
+            default_task=default_task,
+            initializer=None if metrics_port is None else functools.partial(_serve_metrics, metrics_port),
+            log_level=log_level.upper(),
+            **options,
+        )
+        raise typer.Exit(code)
+    runner = AsyncWorker(default_task=fallback, install_signal_handlers=True, **options)
     if metrics_port is not None:
         serve(WorkerCollector(runner), metrics_port)
     asyncio.run(runner.run())

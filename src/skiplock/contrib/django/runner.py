@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import django
+from django.apps import apps
 from django.db import close_old_connections
 from django.utils.module_loading import import_string
 
@@ -24,6 +26,10 @@ __all__ = ["DJANGO_TASKS", "run_django_task"]
 def run_django_task(**payload: Any) -> Any:
     """Import the job's Django task and run it with the job's arguments; return its result."""
     job = current_job().job
+    if not apps.ready:
+        # A worker process of `--processes N` starts with `spawn`: it re-imports manage.py as a
+        # module, which never reaches django.setup(). The settings module is in its environment.
+        django.setup()
     try:
         task = import_string(job.task)
     except ImportError as exc:
