@@ -22,6 +22,7 @@ SOURCES = [
     "src/skiplock/client_async.py",
     "src/skiplock/migrate_async.py",
     "src/skiplock/_driver/executor_async.py",
+    "src/skiplock/_driver/session_async.py",
 ]
 # unasync's defaults, then ours.
 ASYNC_TO_SYNC = {
@@ -30,6 +31,7 @@ ASYNC_TO_SYNC = {
     "__aiter__": "__iter__",
     "__anext__": "__next__",
     "asynccontextmanager": "contextmanager",
+    "aclosing": "closing",
     "AsyncIterable": "Iterable",
     "AsyncIterator": "Iterator",
     "AsyncGenerator": "Generator",
@@ -42,11 +44,13 @@ NAMES = {
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnection": "Connection",
     "AsyncCursor": "Cursor",
+    "AsyncSession": "Session",
     "ALock": "Lock",
     "resolve_async": "resolve_sync",
     "client_async": "client",
     "executor_async": "executor",
     "migrate_async": "migrate",
+    "session_async": "session",
 }
 # Plain-text phrases in docstrings and comments.
 PHRASES = {

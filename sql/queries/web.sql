@@ -136,3 +136,11 @@ SELECT COALESCE((SELECT pg_has_role(current_user, r.oid, 'MEMBER')
 -- members of pg_read_all_stats, which pg_monitor includes): without it the xmin-horizon checks of
 -- skiplock.health cannot name a session of another user.
 SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS sees;
+
+-- name: web_current_user :one
+-- The role the dashboard's connections run as (after any SET ROLE), shown in its header.
+SELECT current_user::text AS role;
+
+-- name: web_set_monitor_role :exec
+-- A read-only dashboard's connections run as skiplock_monitor when web_monitor_role says the login may.
+SET ROLE skiplock_monitor;

@@ -12,6 +12,7 @@ from skiplock.cron import cron
 from skiplock.defaults import configure
 from skiplock.errors import (
     ConfigError,
+    DatabaseError,
     DatabaseUnavailable,
     Fail,
     InvalidInput,
@@ -54,6 +55,7 @@ __all__ = [
     "AsyncWorker",
     "Client",
     "ConfigError",
+    "DatabaseError",
     "DatabaseUnavailable",
     "Dependency",
     "Fail",

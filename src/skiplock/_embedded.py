@@ -28,8 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from psycopg.conninfo import make_conninfo
-
+from skiplock._driver.conninfo import build
 from skiplock.errors import ConfigError
 
 __all__ = ["SERVICE_USER", "EmbeddedPostgres", "find_bindir"]
@@ -74,7 +73,7 @@ class EmbeddedPostgres:
         self.datadir = self.root / "data"
         self.logfile = self.root / "server.log"
         #: key=value connection string of the ``postgres`` database (Unix socket, trust).
-        self.dsn = make_conninfo(host=str(self.root), port=PORT, user="postgres", dbname="postgres")
+        self.dsn = build(host=str(self.root), port=PORT, user="postgres", dbname="postgres")
         self._running = False
         self._closed = False
         try:

@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Callable, Iterable, Sequence
+from contextlib import closing
 from dataclasses import replace
 from datetime import datetime, timedelta
 from time import monotonic as _monotonic
 from types import TracebackType
 from typing import Any
-
-import psycopg
-from psycopg_pool import ConnectionPool
 
 from skiplock._core import cron as _cron
 from skiplock._core import graph, statements
@@ -30,10 +28,12 @@ from skiplock._core.rows import (
 from skiplock._core.tracing import producer_span
 from skiplock._driver._acompat import Lock
 from skiplock._driver.connection import resolve_sync
-from skiplock._driver.errors import translate
-from skiplock._driver.executor import Executor
+from skiplock._driver.conninfo import resolve_dsn
+from skiplock._driver.executor import Executor, Conn
+from skiplock._driver.protocols import CallerConnection
+from skiplock._driver.session import Session
 from skiplock.backoff import Backoff
-from skiplock.errors import ConfigError, DatabaseUnavailable, JobFailed, JobNotFound
+from skiplock.errors import ConfigError, JobFailed, JobNotFound
 from skiplock.models import (
     EVENT_KINDS,
     Dependency,
@@ -60,7 +60,6 @@ from skiplock.settings import (
     connection_options,
     pgbouncer_mode,
     redact,
-    resolve_dsn,
 )
 from skiplock.workflow import group
 
@@ -88,19 +87,13 @@ class Client:
     ) -> None:
         self.dsn = resolve_dsn(dsn)
         self.pgbouncer = pgbouncer_mode(pgbouncer)
-        self._pool = ConnectionPool(
+        self._executor = Executor.create(
             self.dsn,
             min_size=min_size,
             max_size=max_size,
-            open=False,
-            kwargs={
-                "autocommit": True,
-                "application_name": "skiplock-client",
-                **connection_options(self.pgbouncer),
-            },
-            name="skiplock-client",
+            application_name="skiplock-client",
+            options=connection_options(self.pgbouncer),
         )
-        self._executor = Executor(self._pool)
         self._open_lock = Lock()
         self._is_open = False
         self._is_closed = False
@@ -117,7 +110,7 @@ class Client:
     ) -> None:
         self.close()
 
-    def cancel(self, job_ids: Sequence[int], *, conn: Any = None) -> dict[int, JobState]:
+    def cancel(self, job_ids: Sequence[int], *, conn: CallerConnection | None = None) -> dict[int, JobState]:
         """Cancel jobs; return each known id with its state after the call.
 
         Queued jobs become ``cancelled`` and never run. A running job keeps ``running`` with a
@@ -135,7 +128,7 @@ class Client:
             return
         self._is_closed = True
         if self._is_open:
-            self._pool.close()
+            self._executor.close()
 
     def enqueue(
         self,
@@ -152,7 +145,7 @@ class Client:
         retry_backoff: Backoff | None = None,
         depends_on: Sequence[ParentRef] = (),
         on_parent_failure: str | None = None,
-        conn: Any = None,
+        conn: CallerConnection | None = None,
     ) -> Job:
         """Enqueue one job and return it.
 
@@ -191,7 +184,11 @@ class Client:
         return job_from_row(rows[0])
 
     def enqueue_many(
-        self, specs: Iterable[JobSpec], *, conn: Any = None, on_parent_failure: str | None = None
+        self,
+        specs: Iterable[JobSpec],
+        *,
+        conn: CallerConnection | None = None,
+        on_parent_failure: str | None = None,
     ) -> list[int]:
         """Enqueue many jobs in as few round trips as possible; return their ids in order.
 
@@ -235,7 +232,9 @@ class Client:
             by_input[i] = ids[position]
         return by_input
 
-    def enqueue_group(self, members: Sequence[JobSpec], then: JobSpec, *, conn: Any = None) -> list[int]:
+    def enqueue_group(
+        self, members: Sequence[JobSpec], then: JobSpec, *, conn: CallerConnection | None = None
+    ) -> list[int]:
         """Enqueue ``members`` and ``then``, a callback that runs once when all of them have
         finished, whatever their outcome (``skiplock.group``): one round trip, one transaction.
 
@@ -248,7 +247,7 @@ class Client:
         self,
         stmts: list[statements.BoundStatement]
         | Callable[[list[list[Any]]], statements.BoundStatement | None],
-        conn: Any,
+        conn: CallerConnection | None,
         traceparent: str | None,
     ) -> list[list[Any]]:
         """Run enqueue statements: on ``conn`` (inside the caller's transaction), or on the pool;
@@ -273,24 +272,18 @@ class Client:
             self._ensure_open()
             if single and around is None:
                 return [self._executor.all(source([]))]  # type: ignore[arg-type]
-        try:
-            if conn is not None:
-                raw = resolve_sync(conn)
-                if around is None:
-                    return self._enqueue_on(raw, source, None)
-                with raw.transaction():  # a savepoint inside the caller's transaction
-                    return self._enqueue_on(raw, source, around)
-            with self._pool.connection() as pooled, pooled.transaction():
-                return self._enqueue_on(pooled, source, around)
-        except psycopg.Error as exc:
-            translated = translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+        if conn is not None:
+            raw = resolve_sync(conn)
+            if around is None:
+                return self._enqueue_on(raw, source, None)
+            with self._executor.transaction(raw) as tx:  # a savepoint inside the caller's transaction
+                return self._enqueue_on(tx, source, around)
+        with self._executor.transaction() as tx:
+            return self._enqueue_on(tx, source, around)
 
     def _enqueue_on(
         self,
-        conn: Any,
+        conn: Conn,
         source: Callable[[list[list[Any]]], statements.BoundStatement | None],
         around: tuple[statements.BoundStatement, statements.BoundStatement] | None,
     ) -> list[list[Any]]:
@@ -312,11 +305,11 @@ class Client:
         Raises:
             TimeoutError: the job was not finished within ``timeout`` seconds.
             JobNotFound: no job with that id.
+            DatabaseUnavailable: the database cannot be reached, or the connection was lost.
         """
         deadline = None if timeout is None else _monotonic() + timeout
-        listener = psycopg.Connection.connect(self.dsn, autocommit=True, application_name="skiplock-wait")
-        try:
-            listener.execute("LISTEN skiplock_done")
+        with Session.connect(self.dsn, application_name="skiplock-wait") as listener:
+            listener.listen("skiplock_done")
             while True:
                 job = self.get_job(job_id)
                 if job.is_final:
@@ -324,11 +317,11 @@ class Client:
                 left = poll_interval if deadline is None else min(poll_interval, deadline - _monotonic())
                 if left <= 0:
                     raise TimeoutError(f"job {job_id} did not finish within {timeout}s (it is {job.state})")
-                for note in listener.notifies(timeout=left):
-                    if note.payload == job.queue:
-                        break
-        finally:
-            listener.close()
+                # Closed at once when we stop early: the connection is not free until it is.
+                with closing(listener.notifies(timeout=left)) as notes:
+                    for note in notes:
+                        if note.payload == job.queue:
+                            break
 
     def result(self, job_id: int, *, timeout: float | None = None) -> Json:
         """Wait for job ``job_id`` (see ``wait``) and return its result.
@@ -400,15 +393,11 @@ class Client:
                 return
             if self._is_closed:
                 raise ConfigError("this client is closed")
-            try:
-                probe = psycopg.Connection.connect(self.dsn, connect_timeout=10)
-            except psycopg.Error as exc:
-                translated = translate(exc)
-                if translated is None:
-                    raise
-                raise translated from exc
+            # A probe first: a wrong password or host fails at once with libpq's reason, where
+            # the pool would retry in the background until its timeout.
+            probe = Session.connect(self.dsn, connect_timeout=10)
             probe.close()
-            self._pool.open(wait=True, timeout=30)
+            self._executor.open(timeout=30)
             self._is_open = True
 
     def pause_queue(self, queue: str, *, until: datetime | None = None) -> None:
@@ -627,19 +616,14 @@ class Client:
         if wanted_kinds is not None and not wanted_kinds <= frozenset(EVENT_KINDS):
             raise ConfigError(f"unknown event kinds {sorted(wanted_kinds - frozenset(EVENT_KINDS))}")
         wanted_queues = frozenset(queues) if queues else None
-        try:
-            with psycopg.Connection.connect(
-                self.dsn, autocommit=True, application_name="skiplock-events"
-            ) as conn:
-                conn.execute("LISTEN skiplock_event")
-                for note in conn.notifies(timeout=timeout):
-                    kind, _, queue = note.payload.partition(":")
-                    if (wanted_kinds is None or kind in wanted_kinds) and (
-                        wanted_queues is None or queue in wanted_queues
-                    ):
-                        yield Event(kind=kind, queue=queue)
-        except psycopg.Error as exc:
-            raise translate(exc) or DatabaseUnavailable(str(exc)) from exc
+        with Session.connect(self.dsn, application_name="skiplock-events") as session:
+            session.listen("skiplock_event")
+            for note in session.notifies(timeout=timeout):
+                kind, _, queue = note.payload.partition(":")
+                if (wanted_kinds is None or kind in wanted_kinds) and (
+                    wanted_queues is None or queue in wanted_queues
+                ):
+                    yield Event(kind=kind, queue=queue)
 
     def reap(self, max_jobs: int = 1000) -> dict[int, JobState]:
         """Return expired leases to their queues now; return each job touched with its new state."""
@@ -650,7 +634,7 @@ class Client:
         """Let workers claim jobs of ``queue`` again."""
         self._one(statements.resume_queue(queue), None)
 
-    def retry(self, job_ids: Sequence[int], *, conn: Any = None) -> list[int]:
+    def retry(self, job_ids: Sequence[int], *, conn: CallerConnection | None = None) -> list[int]:
         """Run failed, cancelled, scheduled or retryable jobs again now; return the ids affected."""
         return [int(r["id"]) for r in self._all(statements.retry(job_ids), conn)]
 
@@ -680,7 +664,7 @@ class Client:
         row = self._one(statements.purge(queue, task, before, states, limit), None)
         return int(row["purged"]) if row else 0
 
-    def _all(self, stmt: statements.BoundStatement, conn: Any) -> list[Any]:
+    def _all(self, stmt: statements.BoundStatement, conn: CallerConnection | None) -> list[Any]:
         if conn is not None:
             return self._executor.all(stmt, conn=resolve_sync(conn))
         self._ensure_open()
@@ -690,7 +674,7 @@ class Client:
         if not self._is_open:
             self.open()
 
-    def _one(self, stmt: statements.BoundStatement, conn: Any) -> Any:
+    def _one(self, stmt: statements.BoundStatement, conn: CallerConnection | None) -> Any:
         rows = self._all(stmt, conn)
         return rows[0] if rows else None
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import replace
 from datetime import datetime, timedelta
 from time import monotonic as _monotonic
 from types import TracebackType
 from typing import Any
-
-import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from skiplock._core import cron as _cron
 from skiplock._core import graph, statements
@@ -29,10 +27,12 @@ from skiplock._core.rows import (
 from skiplock._core.tracing import producer_span
 from skiplock._driver._acompat import ALock
 from skiplock._driver.connection import resolve_async
-from skiplock._driver.errors import translate
-from skiplock._driver.executor_async import AsyncExecutor
+from skiplock._driver.conninfo import resolve_dsn
+from skiplock._driver.executor_async import AsyncExecutor, Conn
+from skiplock._driver.protocols import CallerConnection
+from skiplock._driver.session_async import AsyncSession
 from skiplock.backoff import Backoff
-from skiplock.errors import ConfigError, DatabaseUnavailable, JobFailed, JobNotFound
+from skiplock.errors import ConfigError, JobFailed, JobNotFound
 from skiplock.models import (
     EVENT_KINDS,
     Dependency,
@@ -59,7 +59,6 @@ from skiplock.settings import (
     connection_options,
     pgbouncer_mode,
     redact,
-    resolve_dsn,
 )
 from skiplock.workflow import group
 
@@ -87,19 +86,13 @@ class AsyncClient:
     ) -> None:
         self.dsn = resolve_dsn(dsn)
         self.pgbouncer = pgbouncer_mode(pgbouncer)
-        self._pool = AsyncConnectionPool(
+        self._executor = AsyncExecutor.create(
             self.dsn,
             min_size=min_size,
             max_size=max_size,
-            open=False,
-            kwargs={
-                "autocommit": True,
-                "application_name": "skiplock-client",
-                **connection_options(self.pgbouncer),
-            },
-            name="skiplock-client",
+            application_name="skiplock-client",
+            options=connection_options(self.pgbouncer),
         )
-        self._executor = AsyncExecutor(self._pool)
         self._open_lock = ALock()
         self._is_open = False
         self._is_closed = False
@@ -116,7 +109,9 @@ class AsyncClient:
     ) -> None:
         await self.close()
 
-    async def cancel(self, job_ids: Sequence[int], *, conn: Any = None) -> dict[int, JobState]:
+    async def cancel(
+        self, job_ids: Sequence[int], *, conn: CallerConnection | None = None
+    ) -> dict[int, JobState]:
         """Cancel jobs; return each known id with its state after the call.
 
         Queued jobs become ``cancelled`` and never run. A running job keeps ``running`` with a
@@ -134,7 +129,7 @@ class AsyncClient:
             return
         self._is_closed = True
         if self._is_open:
-            await self._pool.close()
+            await self._executor.close()
 
     async def enqueue(
         self,
@@ -151,7 +146,7 @@ class AsyncClient:
         retry_backoff: Backoff | None = None,
         depends_on: Sequence[ParentRef] = (),
         on_parent_failure: str | None = None,
-        conn: Any = None,
+        conn: CallerConnection | None = None,
     ) -> Job:
         """Enqueue one job and return it.
 
@@ -190,7 +185,11 @@ class AsyncClient:
         return job_from_row(rows[0])
 
     async def enqueue_many(
-        self, specs: Iterable[JobSpec], *, conn: Any = None, on_parent_failure: str | None = None
+        self,
+        specs: Iterable[JobSpec],
+        *,
+        conn: CallerConnection | None = None,
+        on_parent_failure: str | None = None,
     ) -> list[int]:
         """Enqueue many jobs in as few round trips as possible; return their ids in order.
 
@@ -235,7 +234,7 @@ class AsyncClient:
         return by_input
 
     async def enqueue_group(
-        self, members: Sequence[JobSpec], then: JobSpec, *, conn: Any = None
+        self, members: Sequence[JobSpec], then: JobSpec, *, conn: CallerConnection | None = None
     ) -> list[int]:
         """Enqueue ``members`` and ``then``, a callback that runs once when all of them have
         finished, whatever their outcome (``skiplock.group``): one round trip, one transaction.
@@ -249,7 +248,7 @@ class AsyncClient:
         self,
         stmts: list[statements.BoundStatement]
         | Callable[[list[list[Any]]], statements.BoundStatement | None],
-        conn: Any,
+        conn: CallerConnection | None,
         traceparent: str | None,
     ) -> list[list[Any]]:
         """Run enqueue statements: on ``conn`` (inside the caller's transaction), or on the pool;
@@ -274,24 +273,18 @@ class AsyncClient:
             await self._ensure_open()
             if single and around is None:
                 return [await self._executor.all(source([]))]  # type: ignore[arg-type]
-        try:
-            if conn is not None:
-                raw = await resolve_async(conn)
-                if around is None:
-                    return await self._enqueue_on(raw, source, None)
-                async with raw.transaction():  # a savepoint inside the caller's transaction
-                    return await self._enqueue_on(raw, source, around)
-            async with self._pool.connection() as pooled, pooled.transaction():
-                return await self._enqueue_on(pooled, source, around)
-        except psycopg.Error as exc:
-            translated = translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+        if conn is not None:
+            raw = await resolve_async(conn)
+            if around is None:
+                return await self._enqueue_on(raw, source, None)
+            async with self._executor.transaction(raw) as tx:  # a savepoint inside the caller's transaction
+                return await self._enqueue_on(tx, source, around)
+        async with self._executor.transaction() as tx:
+            return await self._enqueue_on(tx, source, around)
 
     async def _enqueue_on(
         self,
-        conn: Any,
+        conn: Conn,
         source: Callable[[list[list[Any]]], statements.BoundStatement | None],
         around: tuple[statements.BoundStatement, statements.BoundStatement] | None,
     ) -> list[list[Any]]:
@@ -313,13 +306,11 @@ class AsyncClient:
         Raises:
             TimeoutError: the job was not finished within ``timeout`` seconds.
             JobNotFound: no job with that id.
+            DatabaseUnavailable: the database cannot be reached, or the connection was lost.
         """
         deadline = None if timeout is None else _monotonic() + timeout
-        listener = await psycopg.AsyncConnection.connect(
-            self.dsn, autocommit=True, application_name="skiplock-wait"
-        )
-        try:
-            await listener.execute("LISTEN skiplock_done")
+        async with await AsyncSession.connect(self.dsn, application_name="skiplock-wait") as listener:
+            await listener.listen("skiplock_done")
             while True:
                 job = await self.get_job(job_id)
                 if job.is_final:
@@ -327,11 +318,11 @@ class AsyncClient:
                 left = poll_interval if deadline is None else min(poll_interval, deadline - _monotonic())
                 if left <= 0:
                     raise TimeoutError(f"job {job_id} did not finish within {timeout}s (it is {job.state})")
-                async for note in listener.notifies(timeout=left):
-                    if note.payload == job.queue:
-                        break
-        finally:
-            await listener.close()
+                # Closed at once when we stop early: the connection is not free until it is.
+                async with aclosing(listener.notifies(timeout=left)) as notes:
+                    async for note in notes:
+                        if note.payload == job.queue:
+                            break
 
     async def result(self, job_id: int, *, timeout: float | None = None) -> Json:
         """Wait for job ``job_id`` (see ``wait``) and return its result.
@@ -403,15 +394,11 @@ class AsyncClient:
                 return
             if self._is_closed:
                 raise ConfigError("this client is closed")
-            try:
-                probe = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=10)
-            except psycopg.Error as exc:
-                translated = translate(exc)
-                if translated is None:
-                    raise
-                raise translated from exc
+            # A probe first: a wrong password or host fails at once with libpq's reason, where
+            # the pool would retry in the background until its timeout.
+            probe = await AsyncSession.connect(self.dsn, connect_timeout=10)
             await probe.close()
-            await self._pool.open(wait=True, timeout=30)
+            await self._executor.open(timeout=30)
             self._is_open = True
 
     async def pause_queue(self, queue: str, *, until: datetime | None = None) -> None:
@@ -630,19 +617,14 @@ class AsyncClient:
         if wanted_kinds is not None and not wanted_kinds <= frozenset(EVENT_KINDS):
             raise ConfigError(f"unknown event kinds {sorted(wanted_kinds - frozenset(EVENT_KINDS))}")
         wanted_queues = frozenset(queues) if queues else None
-        try:
-            async with await psycopg.AsyncConnection.connect(
-                self.dsn, autocommit=True, application_name="skiplock-events"
-            ) as conn:
-                await conn.execute("LISTEN skiplock_event")
-                async for note in conn.notifies(timeout=timeout):
-                    kind, _, queue = note.payload.partition(":")
-                    if (wanted_kinds is None or kind in wanted_kinds) and (
-                        wanted_queues is None or queue in wanted_queues
-                    ):
-                        yield Event(kind=kind, queue=queue)
-        except psycopg.Error as exc:
-            raise translate(exc) or DatabaseUnavailable(str(exc)) from exc
+        async with await AsyncSession.connect(self.dsn, application_name="skiplock-events") as session:
+            await session.listen("skiplock_event")
+            async for note in session.notifies(timeout=timeout):
+                kind, _, queue = note.payload.partition(":")
+                if (wanted_kinds is None or kind in wanted_kinds) and (
+                    wanted_queues is None or queue in wanted_queues
+                ):
+                    yield Event(kind=kind, queue=queue)
 
     async def reap(self, max_jobs: int = 1000) -> dict[int, JobState]:
         """Return expired leases to their queues now; return each job touched with its new state."""
@@ -653,7 +635,7 @@ class AsyncClient:
         """Let workers claim jobs of ``queue`` again."""
         await self._one(statements.resume_queue(queue), None)
 
-    async def retry(self, job_ids: Sequence[int], *, conn: Any = None) -> list[int]:
+    async def retry(self, job_ids: Sequence[int], *, conn: CallerConnection | None = None) -> list[int]:
         """Run failed, cancelled, scheduled or retryable jobs again now; return the ids affected."""
         return [int(r["id"]) for r in await self._all(statements.retry(job_ids), conn)]
 
@@ -685,7 +667,7 @@ class AsyncClient:
         row = await self._one(statements.purge(queue, task, before, states, limit), None)
         return int(row["purged"]) if row else 0
 
-    async def _all(self, stmt: statements.BoundStatement, conn: Any) -> list[Any]:
+    async def _all(self, stmt: statements.BoundStatement, conn: CallerConnection | None) -> list[Any]:
         if conn is not None:
             return await self._executor.all(stmt, conn=await resolve_async(conn))
         await self._ensure_open()
@@ -695,7 +677,7 @@ class AsyncClient:
         if not self._is_open:
             await self.open()
 
-    async def _one(self, stmt: statements.BoundStatement, conn: Any) -> Any:
+    async def _one(self, stmt: statements.BoundStatement, conn: CallerConnection | None) -> Any:
         rows = await self._all(stmt, conn)
         return rows[0] if rows else None
 

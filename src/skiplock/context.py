@@ -11,7 +11,7 @@ from skiplock.errors import ConfigError, LeaseLost
 from skiplock.models import Job, ParentResult
 
 if TYPE_CHECKING:
-    import psycopg
+    from skiplock._driver.protocols import AsyncJobConnection, JobConnection
 
 __all__ = ["JobContext", "current_job"]
 
@@ -19,9 +19,9 @@ __all__ = ["JobContext", "current_job"]
 class _TransactionHook(Protocol):
     """How a context reaches its worker to open the job's transaction (the worker implements it)."""
 
-    def transaction(self, ctx: JobContext) -> psycopg.Connection[Any]: ...
+    def transaction(self, ctx: JobContext) -> JobConnection: ...
 
-    async def atransaction(self, ctx: JobContext) -> psycopg.AsyncConnection[Any]: ...
+    async def atransaction(self, ctx: JobContext) -> AsyncJobConnection: ...
 
 
 class _ReadHook(Protocol):
@@ -96,7 +96,7 @@ class JobContext:
                 " was reaped); nothing this attempt does will be recorded"
             )
 
-    def transaction(self) -> psycopg.Connection[Any]:
+    def transaction(self) -> JobConnection:
         """The job's transaction, for a ``def`` task's own writes: they commit with the job's completion.
 
         Returns a psycopg connection already inside an open transaction (the same one on every
@@ -118,7 +118,7 @@ class JobContext:
             raise ConfigError(_NO_TRANSACTION)
         return hook.transaction(self)
 
-    async def atransaction(self) -> psycopg.AsyncConnection[Any]:
+    async def atransaction(self) -> AsyncJobConnection:
         """The job's transaction for an ``async def`` task: :meth:`transaction`, as an async connection.
 
         Raises:

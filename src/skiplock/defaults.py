@@ -7,9 +7,9 @@ import atexit
 import threading
 import weakref
 
+from skiplock._driver.conninfo import resolve_dsn
 from skiplock.client import Client
 from skiplock.client_async import AsyncClient
-from skiplock.settings import resolve_dsn
 
 __all__ = ["configure", "get_async_client", "get_client"]
 

@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import dict_row
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from skiplock._core import statements
+from skiplock._driver.conninfo import build, parse
+from skiplock._driver.session import ServerInfo, Session
+from skiplock._driver.session_async import AsyncSession
 from skiplock._embedded import EmbeddedPostgres
-from skiplock._sql import QUERIES
 from skiplock.client_async import AsyncClient
 from skiplock.errors import DatabaseUnavailable, Retry
 from skiplock.migrate import Migrator
@@ -118,18 +118,18 @@ def resolve_demo_dsn(dsn: str, *, explicit: bool, embedded: bool = False) -> Dem
     """
     if not embedded:
         try:
-            with psycopg.connect(dsn, connect_timeout=3) as conn:
-                return DemoDatabase(dsn, _describe(conn))
-        except psycopg.OperationalError as exc:
-            reason = _first_line(exc)
+            with Session.connect(dsn, connect_timeout=3) as conn:
+                return DemoDatabase(dsn, _describe(conn.info))
+        except DatabaseUnavailable as exc:
+            reason = _first_line(exc.__cause__ or exc)
             if explicit or not _absent(exc):
                 verb = "cannot be reached" if _absent(exc) else "refused the demo"
                 hint = "" if explicit else " (pass --dsn or set SKIPLOCK_DSN, or use --embedded)"
                 raise DatabaseUnavailable(f"the PostgreSQL server {verb}: {reason}{hint}") from None
     server = EmbeddedPostgres()
     try:
-        with psycopg.connect(server.dsn, connect_timeout=10) as conn:
-            version = _version(conn)
+        with Session.connect(server.dsn, connect_timeout=10) as conn:
+            version = _version(conn.info)
     except BaseException:
         server.close()
         raise
@@ -138,24 +138,24 @@ def resolve_demo_dsn(dsn: str, *, explicit: bool, embedded: bool = False) -> Dem
     )
 
 
-def _describe(conn: psycopg.Connection[Any]) -> str:
-    info = conn.info
+def _describe(info: ServerInfo) -> str:
     where = f"socket {info.host}" if info.host.startswith("/") else f"{info.host}:{info.port}"
-    version = _version(conn)
+    version = _version(info)
     return f"database {info.dbname!r} as user {info.user!r} on {where} (PostgreSQL {version})"
 
 
-def _version(conn: psycopg.Connection[Any]) -> str:
+def _version(info: ServerInfo) -> str:
     # "15.20 (Debian 15.20-0+deb12u1)" -> "15.20"
-    return (conn.info.parameter_status("server_version") or "?").split()[0]
+    return info.server_version.split()[0]
 
 
 # libpq's own words when nothing listens (the server never spoke): anything else is a refusal.
 _ABSENT = ("Connection refused", "No such file or directory", "timeout expired", "Is the server running")
 
 
-def _absent(exc: psycopg.OperationalError) -> bool:
-    return any(marker in str(exc) for marker in _ABSENT)
+def _absent(exc: DatabaseUnavailable) -> bool:
+    # The driver's exception, kept as the cause, holds libpq's full text.
+    return any(marker in str(exc.__cause__ or exc) for marker in _ABSENT)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -168,8 +168,8 @@ def _first_line(exc: BaseException) -> str:
 def explore_commands(dsn: str) -> list[str]:
     """Commands that show the demo's jobs on ``dsn`` (its password left out: libpq finds it in
     ``PGPASSWORD`` or ``~/.pgpass``)."""
-    params = {k: v for k, v in conninfo_to_dict(dsn).items() if k != "password"}
-    target = shlex.quote(make_conninfo(**params))  # type: ignore[arg-type]
+    params: dict[str, str | int | None] = {k: v for k, v in parse(dsn).items() if k != "password"}
+    target = shlex.quote(build(**params))
     return [
         f"skiplock jobs list --state failed --dsn {target}",
         f"skiplock monitor --dsn {target}",
@@ -210,7 +210,7 @@ async def run_demo(
     await asyncio.to_thread(Migrator(dsn).up)
     async with (
         AsyncClient(dsn, max_size=2) as client,
-        await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn,
+        await AsyncSession.connect(dsn) as conn,
     ):
         ids = await client.enqueue_many(_plan(jobs, random.Random()))
         lo, hi = min(ids), max(ids)
@@ -253,12 +253,10 @@ async def run_demo(
 
 
 async def _counts(
-    conn: psycopg.AsyncConnection[Any], lo: int, hi: int
+    conn: AsyncSession, lo: int, hi: int
 ) -> tuple[dict[str, int], dict[str, Counter[str]], int]:
     # A read of this run's id range only: job and history lookups by primary key / id index.
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(QUERIES["job_range_stats"].text, {"lo": lo, "hi": hi})
-        rows = await cur.fetchall()
+    rows = await conn.all(statements.job_range_stats(lo, hi))
     by_state: Counter[str] = Counter()
     per_queue: dict[str, Counter[str]] = {}
     retries = 0

@@ -11,6 +11,7 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
+    "DatabaseError",
     "DatabaseUnavailable",
     "Fail",
     "InvalidInput",
@@ -39,6 +40,19 @@ class InvalidInput(SkiplockError):
 
 class DatabaseUnavailable(SkiplockError):
     """The server could not be reached or the connection was lost."""
+
+
+class DatabaseError(SkiplockError):
+    """The database refused a statement for a reason no narrower skiplock error names.
+
+    For example a permission the role lacks, a statement or lock timeout, or a constraint.
+    ``sqlstate`` holds the five-character SQLSTATE when the server sent one; the driver's
+    exception is ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 class SchemaMissing(SkiplockError):

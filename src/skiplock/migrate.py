@@ -21,13 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-
 from skiplock._core.statements import BoundStatement
-from skiplock._driver.errors import translate
+from skiplock._driver.session import Session
 from skiplock._sql import QUERIES, Migration, after_migrate, legacy_migrations, migrations, routines
-from skiplock.errors import SchemaAhead, SchemaMissing, SchemaOutdated, SkiplockError
+from skiplock.errors import DatabaseError, SchemaAhead, SchemaMissing, SchemaOutdated, SkiplockError
 from skiplock.settings import redact
 
 __all__ = ["Migrator", "MigrationStatus"]
@@ -105,15 +102,12 @@ class Migrator:
         with self._connect() as conn:
             try:
                 with conn.transaction():
-                    self._run(conn, QUERIES["migration_lock"].text)
+                    conn.script(QUERIES["migration_lock"].text)
                     if create:
-                        self._run(conn, QUERIES["create_roles"].text)
-                    rows = self._all(conn, BoundStatement(QUERIES["grant_roles"], {}))
-            except psycopg.Error as exc:
-                translated = translate(exc)
-                if translated is None:
-                    raise SkiplockError(f"could not apply the skiplock roles: {exc}") from exc
-                raise translated from exc
+                        conn.script(QUERIES["create_roles"].text)
+                    rows = conn.all(BoundStatement(QUERIES["grant_roles"], {}))
+            except DatabaseError as exc:
+                raise _failed("could not apply the skiplock roles", exc) from exc
         return {str(r["role_name"]): bool(r["granted"]) for r in rows}
 
     def script(self) -> str:
@@ -150,7 +144,7 @@ class Migrator:
     def status(self) -> MigrationStatus:
         """Compare the database's recorded migrations and routine files with the packaged ones."""
         with self._connect() as conn:
-            present = self._one(conn, BoundStatement(QUERIES["schema_exists"], {}))
+            present = conn.one(BoundStatement(QUERIES["schema_exists"], {}))
             recorded: dict[int, str] = {}
             files: dict[str, str] = {}
             if present and present["present"]:
@@ -178,20 +172,17 @@ class Migrator:
             try:
                 with conn.transaction():
                     return self._up(conn, target)
-            except psycopg.Error as exc:
-                translated = translate(exc)
-                if translated is None:
-                    raise SkiplockError(f"skiplock migrate failed: {exc}") from exc
-                raise translated from exc
+            except DatabaseError as exc:
+                raise _failed("skiplock migrate failed", exc) from exc
 
     def verify(self) -> MigrationStatus:
         """Return the status, raising unless everything packaged is applied unchanged."""
         self.check()
         return self.status()
 
-    def _up(self, conn: psycopg.Connection[Any], target: int | None) -> list[int]:
-        self._run(conn, QUERIES["migration_lock"].text)
-        self._run(conn, QUERIES["migration_bootstrap"].text)
+    def _up(self, conn: Session, target: int | None) -> list[int]:
+        conn.script(QUERIES["migration_lock"].text)
+        conn.script(QUERIES["migration_bootstrap"].text)
         recorded = self._recorded(conn)
         applied: list[int] = []
         changed = False
@@ -235,7 +226,7 @@ class Migrator:
                 self._execute(conn, after_migrate(), "after_migrate.sql")
         return applied
 
-    def _apply_routines(self, conn: psycopg.Connection[Any]) -> bool:
+    def _apply_routines(self, conn: Session) -> bool:
         files = self._recorded_files(conn)
         changed = False
         for routine in routines():
@@ -247,52 +238,38 @@ class Migrator:
         self._exec(conn, "migration_file_forget", {"names": [r.name for r in routines()]})
         return changed
 
-    def _execute(self, conn: psycopg.Connection[Any], text: str, origin: str) -> None:
+    def _execute(self, conn: Session, text: str, origin: str) -> None:
         try:
-            with conn.cursor() as cur:
-                cur.execute(text.encode())
-        except psycopg.Error as exc:
-            raise SkiplockError(f"{origin} failed: {exc}") from exc
+            conn.script(text)
+        except SkiplockError as exc:
+            # The server's own words (psycopg's text: message, position, context) after ours.
+            raise SkiplockError(f"{origin} failed: {exc.__cause__ or exc}") from exc
 
-    def _record(self, conn: psycopg.Connection[Any], migration: Migration) -> None:
+    def _record(self, conn: Session, migration: Migration) -> None:
         params = {"version": migration.version, "name": migration.name, "checksum": migration.checksum}
         self._exec(conn, "migration_record", params)
 
-    def _recorded(self, conn: psycopg.Connection[Any]) -> dict[int, str]:
-        rows = self._all(conn, BoundStatement(QUERIES["migration_applied"], {}))
+    def _recorded(self, conn: Session) -> dict[int, str]:
+        rows = conn.all(BoundStatement(QUERIES["migration_applied"], {}))
         return {int(r["version"]): str(r["checksum"]) for r in rows}
 
-    def _recorded_files(self, conn: psycopg.Connection[Any]) -> dict[str, str]:
-        present = self._one(conn, BoundStatement(QUERIES["migration_file_present"], {}))
+    def _recorded_files(self, conn: Session) -> dict[str, str]:
+        present = conn.one(BoundStatement(QUERIES["migration_file_present"], {}))
         if not (present and present["present"]):
             return {}
-        rows = self._all(conn, BoundStatement(QUERIES["migration_files_applied"], {}))
+        rows = conn.all(BoundStatement(QUERIES["migration_files_applied"], {}))
         return {str(r["name"]): str(r["checksum"]) for r in rows}
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        try:
-            return psycopg.Connection.connect(self.conninfo, autocommit=True)
-        except psycopg.Error as exc:
-            translated = translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+    def _connect(self) -> Session:
+        return Session.connect(self.conninfo)
 
-    def _run(self, conn: psycopg.Connection[Any], text: str) -> None:
-        with conn.cursor() as cur:
-            cur.execute(text.encode())
+    def _exec(self, conn: Session, name: str, params: dict[str, Any]) -> None:
+        conn.run(BoundStatement(QUERIES[name], params))
 
-    def _exec(self, conn: psycopg.Connection[Any], name: str, params: dict[str, Any]) -> None:
-        self._all(conn, BoundStatement(QUERIES[name], params))
 
-    def _all(self, conn: psycopg.Connection[Any], stmt: BoundStatement) -> list[dict[str, Any]]:
-        with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(stmt.statement.text, stmt.params or None)
-            return cur.fetchall() if cur.description is not None else []
-
-    def _one(self, conn: psycopg.Connection[Any], stmt: BoundStatement) -> dict[str, Any] | None:
-        rows = self._all(conn, stmt)
-        return rows[0] if rows else None
+def _failed(what: str, exc: DatabaseError) -> DatabaseError:
+    """``exc`` said as what failed, in the server's own words (psycopg's text, kept as the cause's)."""
+    return DatabaseError(f"{what}: {exc.__cause__ or exc}", sqlstate=exc.sqlstate)
 
 
 def _matches_legacy(recorded: dict[int, str]) -> bool:

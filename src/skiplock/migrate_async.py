@@ -20,13 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-
 from skiplock._core.statements import BoundStatement
-from skiplock._driver.errors import translate
+from skiplock._driver.session_async import AsyncSession
 from skiplock._sql import QUERIES, Migration, after_migrate, legacy_migrations, migrations, routines
-from skiplock.errors import SchemaAhead, SchemaMissing, SchemaOutdated, SkiplockError
+from skiplock.errors import DatabaseError, SchemaAhead, SchemaMissing, SchemaOutdated, SkiplockError
 from skiplock.settings import redact
 
 __all__ = ["AsyncMigrator", "MigrationStatus"]
@@ -104,15 +101,12 @@ class AsyncMigrator:
         async with await self._connect() as conn:
             try:
                 async with conn.transaction():
-                    await self._run(conn, QUERIES["migration_lock"].text)
+                    await conn.script(QUERIES["migration_lock"].text)
                     if create:
-                        await self._run(conn, QUERIES["create_roles"].text)
-                    rows = await self._all(conn, BoundStatement(QUERIES["grant_roles"], {}))
-            except psycopg.Error as exc:
-                translated = translate(exc)
-                if translated is None:
-                    raise SkiplockError(f"could not apply the skiplock roles: {exc}") from exc
-                raise translated from exc
+                        await conn.script(QUERIES["create_roles"].text)
+                    rows = await conn.all(BoundStatement(QUERIES["grant_roles"], {}))
+            except DatabaseError as exc:
+                raise _failed("could not apply the skiplock roles", exc) from exc
         return {str(r["role_name"]): bool(r["granted"]) for r in rows}
 
     def script(self) -> str:
@@ -149,7 +143,7 @@ class AsyncMigrator:
     async def status(self) -> MigrationStatus:
         """Compare the database's recorded migrations and routine files with the packaged ones."""
         async with await self._connect() as conn:
-            present = await self._one(conn, BoundStatement(QUERIES["schema_exists"], {}))
+            present = await conn.one(BoundStatement(QUERIES["schema_exists"], {}))
             recorded: dict[int, str] = {}
             files: dict[str, str] = {}
             if present and present["present"]:
@@ -177,20 +171,17 @@ class AsyncMigrator:
             try:
                 async with conn.transaction():
                     return await self._up(conn, target)
-            except psycopg.Error as exc:
-                translated = translate(exc)
-                if translated is None:
-                    raise SkiplockError(f"skiplock migrate failed: {exc}") from exc
-                raise translated from exc
+            except DatabaseError as exc:
+                raise _failed("skiplock migrate failed", exc) from exc
 
     async def verify(self) -> MigrationStatus:
         """Return the status, raising unless everything packaged is applied unchanged."""
         await self.check()
         return await self.status()
 
-    async def _up(self, conn: psycopg.AsyncConnection[Any], target: int | None) -> list[int]:
-        await self._run(conn, QUERIES["migration_lock"].text)
-        await self._run(conn, QUERIES["migration_bootstrap"].text)
+    async def _up(self, conn: AsyncSession, target: int | None) -> list[int]:
+        await conn.script(QUERIES["migration_lock"].text)
+        await conn.script(QUERIES["migration_bootstrap"].text)
         recorded = await self._recorded(conn)
         applied: list[int] = []
         changed = False
@@ -234,7 +225,7 @@ class AsyncMigrator:
                 await self._execute(conn, after_migrate(), "after_migrate.sql")
         return applied
 
-    async def _apply_routines(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+    async def _apply_routines(self, conn: AsyncSession) -> bool:
         files = await self._recorded_files(conn)
         changed = False
         for routine in routines():
@@ -248,52 +239,38 @@ class AsyncMigrator:
         await self._exec(conn, "migration_file_forget", {"names": [r.name for r in routines()]})
         return changed
 
-    async def _execute(self, conn: psycopg.AsyncConnection[Any], text: str, origin: str) -> None:
+    async def _execute(self, conn: AsyncSession, text: str, origin: str) -> None:
         try:
-            async with conn.cursor() as cur:
-                await cur.execute(text.encode())
-        except psycopg.Error as exc:
-            raise SkiplockError(f"{origin} failed: {exc}") from exc
+            await conn.script(text)
+        except SkiplockError as exc:
+            # The server's own words (psycopg's text: message, position, context) after ours.
+            raise SkiplockError(f"{origin} failed: {exc.__cause__ or exc}") from exc
 
-    async def _record(self, conn: psycopg.AsyncConnection[Any], migration: Migration) -> None:
+    async def _record(self, conn: AsyncSession, migration: Migration) -> None:
         params = {"version": migration.version, "name": migration.name, "checksum": migration.checksum}
         await self._exec(conn, "migration_record", params)
 
-    async def _recorded(self, conn: psycopg.AsyncConnection[Any]) -> dict[int, str]:
-        rows = await self._all(conn, BoundStatement(QUERIES["migration_applied"], {}))
+    async def _recorded(self, conn: AsyncSession) -> dict[int, str]:
+        rows = await conn.all(BoundStatement(QUERIES["migration_applied"], {}))
         return {int(r["version"]): str(r["checksum"]) for r in rows}
 
-    async def _recorded_files(self, conn: psycopg.AsyncConnection[Any]) -> dict[str, str]:
-        present = await self._one(conn, BoundStatement(QUERIES["migration_file_present"], {}))
+    async def _recorded_files(self, conn: AsyncSession) -> dict[str, str]:
+        present = await conn.one(BoundStatement(QUERIES["migration_file_present"], {}))
         if not (present and present["present"]):
             return {}
-        rows = await self._all(conn, BoundStatement(QUERIES["migration_files_applied"], {}))
+        rows = await conn.all(BoundStatement(QUERIES["migration_files_applied"], {}))
         return {str(r["name"]): str(r["checksum"]) for r in rows}
 
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        try:
-            return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-        except psycopg.Error as exc:
-            translated = translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+    async def _connect(self) -> AsyncSession:
+        return await AsyncSession.connect(self.conninfo)
 
-    async def _run(self, conn: psycopg.AsyncConnection[Any], text: str) -> None:
-        async with conn.cursor() as cur:
-            await cur.execute(text.encode())
+    async def _exec(self, conn: AsyncSession, name: str, params: dict[str, Any]) -> None:
+        await conn.run(BoundStatement(QUERIES[name], params))
 
-    async def _exec(self, conn: psycopg.AsyncConnection[Any], name: str, params: dict[str, Any]) -> None:
-        await self._all(conn, BoundStatement(QUERIES[name], params))
 
-    async def _all(self, conn: psycopg.AsyncConnection[Any], stmt: BoundStatement) -> list[dict[str, Any]]:
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(stmt.statement.text, stmt.params or None)
-            return await cur.fetchall() if cur.description is not None else []
-
-    async def _one(self, conn: psycopg.AsyncConnection[Any], stmt: BoundStatement) -> dict[str, Any] | None:
-        rows = await self._all(conn, stmt)
-        return rows[0] if rows else None
+def _failed(what: str, exc: DatabaseError) -> DatabaseError:
+    """``exc`` said as what failed, in the server's own words (psycopg's text, kept as the cause's)."""
+    return DatabaseError(f"{what}: {exc.__cause__ or exc}", sqlstate=exc.sqlstate)
 
 
 def _matches_legacy(recorded: dict[int, str]) -> bool:

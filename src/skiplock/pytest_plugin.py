@@ -16,10 +16,10 @@ import os
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
+from skiplock._driver.conninfo import build
+from skiplock._driver.session import Session
 from skiplock._embedded import EmbeddedPostgres
 from skiplock.client import Client
 from skiplock.errors import ConfigError
@@ -47,14 +47,14 @@ def skiplock_template(request: pytest.FixtureRequest) -> Iterator[tuple[str, str
         embedded = _embedded()
         server_dsn = embedded.dsn
     name = f"skiplock_template_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    with Session.connect(server_dsn) as admin:
+        admin.create_database(name)
     try:
-        Migrator(make_conninfo(server_dsn, dbname=name)).up()
+        Migrator(build(server_dsn, dbname=name)).up()
         yield server_dsn, name
     finally:
-        with psycopg.connect(server_dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with Session.connect(server_dsn) as admin:
+            admin.drop_database(name)
         if embedded is not None:
             embedded.close()
 
@@ -64,13 +64,13 @@ def skiplock_dsn(skiplock_template: tuple[str, str]) -> Iterator[str]:
     """A fresh, migrated database for this test (dropped after it)."""
     server_dsn, template = skiplock_template
     name = f"skiplock_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    with Session.connect(server_dsn) as admin:
+        admin.create_database(name, template=template)
     try:
-        yield make_conninfo(server_dsn, dbname=name)
+        yield build(server_dsn, dbname=name)
     finally:
-        with psycopg.connect(server_dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with Session.connect(server_dsn) as admin:
+            admin.drop_database(name)
 
 
 @pytest.fixture

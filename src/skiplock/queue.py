@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from skiplock import backoff as _backoff
+from skiplock._driver.protocols import CallerConnection
 from skiplock.client import Client
 from skiplock.context import current_job
 from skiplock.defaults import get_client
@@ -75,7 +76,14 @@ class Queue:
     def client(self) -> Client:
         return self._client or get_client()
 
-    def add(self, name: str, data: Mapping[str, Json] | None = None, *, conn: Any = None, **opts: Any) -> Job:
+    def add(
+        self,
+        name: str,
+        data: Mapping[str, Json] | None = None,
+        *,
+        conn: CallerConnection | None = None,
+        **opts: Any,
+    ) -> Job:
         """Add one job ``name`` with ``data`` (a JSON object). Options: ``delay`` (milliseconds or
         a timedelta), ``priority`` (1 is the highest; none comes first), ``attempts``,
         ``backoff`` (milliseconds, or ``{"type": "fixed"|"exponential", "delay": ms}``) and
@@ -94,7 +102,9 @@ class Queue:
             conn=conn,
         )
 
-    def add_bulk(self, jobs: Iterable[Mapping[str, Any]], *, conn: Any = None) -> list[int]:
+    def add_bulk(
+        self, jobs: Iterable[Mapping[str, Any]], *, conn: CallerConnection | None = None
+    ) -> list[int]:
         """Add many jobs in one round trip and one transaction: each a mapping with ``name``,
         optional ``data`` and ``opts``. Returns their ids in order."""
         specs = [self._spec(j["name"], j.get("data"), dict(j.get("opts") or {})) for j in jobs]

@@ -10,9 +10,6 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Final
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
 from skiplock.errors import ConfigError
 
 __all__ = [
@@ -23,7 +20,6 @@ __all__ = [
     "check_env",
     "connection_options",
     "pgbouncer_mode",
-    "resolve_dsn",
 ]
 
 DEFAULT_QUEUE: Final = "default"
@@ -56,38 +52,6 @@ def connection_options(pgbouncer: bool) -> dict[str, object]:
     pooling a session's server connection changes between transactions, so psycopg must not
     prepare statements (PgBouncer before 1.21 cannot track them)."""
     return {"prepare_threshold": None} if pgbouncer else {}
-
-
-def resolve_dsn(dsn: str | None = None, env: Mapping[str, str] | None = None) -> str:
-    """Return the connection string to use.
-
-    Precedence: the explicit ``dsn``, then ``SKIPLOCK_DSN``, then ``DATABASE_URL``; otherwise the
-    empty string, which makes libpq use its ``PG*`` environment variables and defaults. A
-    SQLAlchemy URL (``postgresql+psycopg://…``) is read as the plain URL it names.
-
-    Raises:
-        ConfigError: the string is not a connection string; the message says where it came from.
-    """
-    environ = os.environ if env is None else env
-    sources = (("", dsn), ("SKIPLOCK_DSN", environ.get("SKIPLOCK_DSN")),
-               ("DATABASE_URL", environ.get("DATABASE_URL")))  # fmt: skip
-    for source, candidate in sources:
-        if candidate:
-            candidate = _SQLALCHEMY_URL.sub(r"\1://", candidate, count=1)
-            try:
-                conninfo_to_dict(candidate)
-            except psycopg.ProgrammingError as exc:
-                # libpq quotes pieces of a malformed string back, perhaps the password: scrub it.
-                where = f" in {source}" if source else ""
-                raise ConfigError(
-                    f"invalid connection string{where}: {scrub(str(exc).strip(), candidate)}"
-                ) from None
-            return candidate
-    return ""
-
-
-#: SQLAlchemy's ``dialect+driver://`` prefix, which libpq does not read.
-_SQLALCHEMY_URL = re.compile(r"^\s*(postgres(?:ql)?)\+[a-z0-9_]+://", re.IGNORECASE)
 
 
 def check_env(env: Mapping[str, str] | None = None) -> list[str]:

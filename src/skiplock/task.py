@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, overload
 
+from skiplock._driver.protocols import CallerConnection
 from skiplock.backoff import Backoff
 from skiplock.defaults import get_async_client, get_client
 from skiplock.errors import ConfigError
@@ -34,7 +35,7 @@ class _Options:
     retry_backoff: Backoff | None = None
     depends_on: tuple[ParentRef, ...] = ()
     on_parent_failure: str | None = None
-    conn: Any = None
+    conn: CallerConnection | None = None
     client: Any = None
 
 
@@ -126,7 +127,7 @@ class Task(Generic[R]):
         retry_backoff: Backoff | None = None,
         depends_on: Iterable[ParentRef] | None = None,
         on_parent_failure: str | None = None,
-        conn: Any = None,
+        conn: CallerConnection | None = None,
         client: Any = None,
     ) -> TaskCall[R]:
         """Return this task with per-call options (queue, priority, delay, dedupe key, conn…).

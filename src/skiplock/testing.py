@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-
 from skiplock._core import statements
 from skiplock._core.cron import due_ticks
 from skiplock._core.outcome import Outcome, OutcomeKind
 from skiplock._core.rows import job_from_row, parent_result_from_row
+from skiplock._driver.session import Session
 from skiplock.client import Client
 from skiplock.context import JobContext
 from skiplock.errors import ConfigError
@@ -196,12 +194,11 @@ def assert_enqueued(
 class _Reads:
     """current_job().parent_results() inside drain: on drain's own connection."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: Session) -> None:
         self._conn = conn
 
     def parent_results(self, job_id: int) -> list[ParentResult]:
-        stmt = statements.parent_results(job_id)
-        rows = self._conn.execute(stmt.statement.text, stmt.params).fetchall()
+        rows = self._conn.all(statements.parent_results(job_id))
         return [parent_result_from_row(r) for r in rows]
 
     async def aparent_results(self, job_id: int) -> list[ParentResult]:
@@ -209,7 +206,7 @@ class _Reads:
 
 
 def _run_one(
-    conn: psycopg.Connection[Any],
+    conn: Session,
     registry: dict[str, Task[Any]],
     job: Job,
     at: datetime,
@@ -245,7 +242,7 @@ def _run_one(
     ).append(job.id)
 
 
-def _fire_schedules(conn: psycopg.Connection[Any], at: datetime) -> None:
+def _fire_schedules(conn: Session, at: datetime) -> None:
     for row in _run(conn, statements.list_schedules()):
         if row["paused"]:
             continue
@@ -254,11 +251,11 @@ def _fire_schedules(conn: psycopg.Connection[Any], at: datetime) -> None:
             _run(conn, statements.fire_schedule(row["name"], ticks, as_of=at))
 
 
-def _connect(client: Client) -> psycopg.Connection[Any]:
-    return psycopg.connect(client.dsn, autocommit=True, row_factory=dict_row)
+def _connect(client: Client) -> Session:
+    return Session.connect(client.dsn)
 
 
-def _now(conn: psycopg.Connection[Any]) -> datetime:
+def _now(conn: Session) -> datetime:
     (row,) = _run(conn, statements.database_now())
     now: datetime = row["now"]
     return now
@@ -270,6 +267,5 @@ def _lease(job: Job) -> uuid.UUID:
     return job.lease_token
 
 
-def _run(conn: psycopg.Connection[Any], bound: statements.BoundStatement) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = conn.execute(bound.statement.text, bound.params).fetchall()
-    return rows
+def _run(conn: Session, bound: statements.BoundStatement) -> list[dict[str, Any]]:
+    return conn.all(bound)

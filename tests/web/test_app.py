@@ -462,3 +462,17 @@ def test_schedules_show_the_next_tick_and_pause_and_resume(make_client, seeded, 
     )
     missing = client.post("/schedule/pause", data={"csrf": token, "name": "no-such-schedule"})
     assert missing.status_code == 404
+
+
+def test_a_database_error_is_one_line_and_a_503(dsn, conn):
+    """A lock timeout is the statement's failure, not the connection's: a DatabaseError, which the
+    dashboard answers with the server's words and 503 (worth retrying), never a traceback."""
+    slow = make_conninfo(dsn, options="-c lock_timeout=200ms")
+    with conn.transaction():
+        conn.execute("LOCK TABLE skiplock.job IN ACCESS EXCLUSIVE MODE")
+        with TestClient(skiplock.web.app(slow), raise_server_exceptions=False) as client:
+            response = client.get("/")
+    assert response.status_code == 503
+    assert "database error: canceling statement due to lock timeout" in response.text
+    assert "Traceback" not in response.text
+    assert password_of(dsn) not in response.text

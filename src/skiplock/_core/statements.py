@@ -327,6 +327,10 @@ def database_now() -> BoundStatement:
     return _bind("database_now")
 
 
+def job_range_stats(lo: int, hi: int) -> BoundStatement:
+    return _bind("job_range_stats", lo=lo, hi=hi)
+
+
 def list_schedules() -> BoundStatement:
     return _bind("list_schedules")
 

@@ -3,18 +3,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Awaitable, Callable
+from contextlib import contextmanager
+from typing import Any, TypeAlias
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from skiplock._core.statements import BoundStatement
-from skiplock._driver.errors import translate
+from skiplock._driver.errors import translated
 
-__all__ = ["Executor", "Row"]
+__all__ = ["Executor", "Conn", "Row"]
 
 Row = dict[str, Any]
+#: A connection the executor hands out (``transaction()``) or accepts (``conn=``): the caller
+#: passes it back to the executor and never uses it directly.
+Conn: TypeAlias = "psycopg.Connection[Any]"
 
 
 class Executor:
@@ -23,47 +28,112 @@ class Executor:
     Without ``conn`` a statement runs on a pooled autocommit connection: each call is its own
     short transaction. With ``conn`` it runs on the caller's connection inside whatever
     transaction the caller has open, and nothing is committed here: the caller's commit or
-    rollback decides.
+    rollback decides. Every error raised is a ``SkiplockError``.
     """
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
-    def all(self, stmt: BoundStatement, *, conn: psycopg.Connection[Any] | None = None) -> list[Row]:
+    @classmethod
+    def create(
+        cls,
+        conninfo: str,
+        *,
+        min_size: int,
+        max_size: int,
+        application_name: str,
+        options: dict[str, object] | None = None,
+        timeout: float = 30.0,
+        configure: Callable[[Executor, Conn], Awaitable[None]] | None = None,
+    ) -> Executor:
+        """An executor on a new pool of autocommit connections to ``conninfo``; call ``open()`` next.
+
+        ``application_name`` also names the pool (psycopg_pool's logs and stats). ``configure``
+        runs on each new connection before its first use, with this executor and the connection
+        to pass as ``conn=`` (session settings such as ``SET ROLE``).
+        """
+        executor: Executor
+
+        def configured(conn: Conn) -> None:
+            if configure is not None:
+                configure(executor, conn)
+
+        pool = ConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            timeout=timeout,
+            kwargs={"autocommit": True, "application_name": application_name, **(options or {})},
+            configure=configured if configure is not None else None,
+            name=application_name,
+        )
+        executor = cls(pool)
+        return executor
+
+    def all(self, stmt: BoundStatement, *, conn: Conn | None = None) -> list[Row]:
         """Run ``stmt`` and return every row as a dict."""
-        try:
-            if conn is not None:
-                return self._all_on(conn, stmt)
+        if conn is not None:
+            return self.all_on(conn, stmt)
+        with translated():
             with self.pool.connection() as pooled:
                 return self._all_on(pooled, stmt)
-        except psycopg.Error as exc:
-            translated = translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
 
-    def tuples(self, stmt: BoundStatement) -> list[tuple[Any, ...]]:
-        """Run ``stmt`` on the pool and return plain tuples (the worker's hot path: no dicts)."""
-        try:
-            with self.pool.connection() as pooled, pooled.cursor() as cur:
-                cur.execute(stmt.statement.text, stmt.params)
-                return cur.fetchall() if cur.description is not None else []
-        except psycopg.Error as exc:
-            translated = translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+    @classmethod
+    def all_on(cls, conn: Conn, stmt: BoundStatement) -> list[Row]:
+        """Run ``stmt`` on ``conn`` alone, no pool needed (a caller's connection: the Django
+        admin's actions); return every row as a dict."""
+        with translated():
+            return cls._all_on(conn, stmt)
 
-    def one(self, stmt: BoundStatement, *, conn: psycopg.Connection[Any] | None = None) -> Row | None:
+    def close(self) -> None:
+        """Close the pool and its connections."""
+        self.pool.close()
+
+    def one(self, stmt: BoundStatement, *, conn: Conn | None = None) -> Row | None:
         """Run ``stmt`` and return its first row, or None."""
         rows = self.all(stmt, conn=conn)
         return rows[0] if rows else None
 
-    def run(self, stmt: BoundStatement, *, conn: psycopg.Connection[Any] | None = None) -> None:
+    def open(self, *, timeout: float = 30.0) -> None:
+        """Open the pool and wait until its ``min_size`` connections are ready.
+
+        Raises:
+            DatabaseUnavailable: not ready within ``timeout`` seconds.
+        """
+        with translated():
+            self.pool.open(wait=True, timeout=timeout)
+
+    def run(self, stmt: BoundStatement, *, conn: Conn | None = None) -> None:
         """Run ``stmt`` for its effect."""
         self.all(stmt, conn=conn)
 
-    def _all_on(self, conn: psycopg.Connection[Any], stmt: BoundStatement) -> list[Row]:
+    @contextmanager
+    def transaction(self, conn: Conn | None = None) -> Iterator[Conn]:
+        """Yield a connection inside a transaction, for several statements that succeed or fail together.
+
+        Without ``conn``: a pooled connection in a new transaction, committed when the block ends
+        and rolled back if it raises. With ``conn`` (a caller's): a savepoint inside the caller's
+        open transaction, so a failure undoes only the block and the caller's commit decides.
+        Pass the yielded connection as ``conn=`` to the other methods.
+        """
+        with translated():
+            if conn is not None:
+                with conn.transaction():
+                    yield conn
+                return
+            with self.pool.connection() as pooled, pooled.transaction():
+                yield pooled
+
+    def tuples(self, stmt: BoundStatement) -> list[tuple[Any, ...]]:
+        """Run ``stmt`` on the pool and return plain tuples (the worker's hot path: no dicts)."""
+        with translated():
+            with self.pool.connection() as pooled, pooled.cursor() as cur:
+                cur.execute(stmt.statement.text, stmt.params)
+                return cur.fetchall() if cur.description is not None else []
+
+    @staticmethod
+    def _all_on(conn: Conn, stmt: BoundStatement) -> list[Row]:
         # A plain server-binding cursor whatever the connection's cursor_factory: a caller's
         # connection may default to client-side binding (Django's does), which cannot send the
         # binary parameters some statements use.

@@ -8,14 +8,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-import psycopg
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from skiplock._core.text import printable
+from skiplock._driver.conninfo import resolve_dsn
 from skiplock.errors import SkiplockError
-from skiplock.settings import resolve_dsn, scrub
+from skiplock.settings import scrub
 
 __all__ = [
     "DsnOption",
@@ -112,12 +112,8 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except SkiplockError as exc:
+        except SkiplockError as exc:  # database errors too: the driver translated them
             message = str(exc)
-        except psycopg.OperationalError as exc:
-            message = "database unavailable: " + (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        except psycopg.Error as exc:
-            message = f"database error: {(exc.diag.message_primary or str(exc)).strip()}"
         except json.JSONDecodeError as exc:
             message = f"invalid JSON: {exc}"
         # libpq quotes pieces of a malformed connection string back: never its password.

@@ -9,7 +9,6 @@ import sys
 from datetime import timedelta
 from typing import Annotated, Any
 
-import psycopg
 import typer
 
 from skiplock.cli._common import DsnOption, console, dsn_of, fail, handle_errors, safe, warn
@@ -131,7 +130,7 @@ def _warn_if_unserved(client: Client, queue: str) -> None:
     """
     try:
         workers = [w for w in client.workers() if not w.stale]
-    except (SkiplockError, psycopg.Error):
+    except SkiplockError:
         return
     if any(queue in w.queues for w in workers):
         return

@@ -12,7 +12,6 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
 
-import psycopg
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
@@ -21,8 +20,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from skiplock.errors import DatabaseUnavailable, InvalidInput, JobNotFound, SkiplockError
-from skiplock.settings import resolve_dsn, scrub
+from skiplock._driver.conninfo import resolve_dsn
+from skiplock._driver.errors import is_input_fault
+from skiplock.errors import DatabaseError, DatabaseUnavailable, InvalidInput, JobNotFound, SkiplockError
+from skiplock.settings import scrub
 from skiplock.web import routes
 from skiplock.web.data import SEARCH_WINDOW, Dashboard
 from skiplock.web.filters import FilterError
@@ -85,7 +86,6 @@ def app(
             PermissionError: _error,
             FilterError: _error,
             SkiplockError: _error,
-            psycopg.Error: _error,
             404: _error,
             405: _error,
             Exception: _error,
@@ -161,11 +161,10 @@ async def _error(request: Request, exc: Exception) -> Response:
         status, message = 404, str(exc)
     elif isinstance(exc, DatabaseUnavailable):
         status, message = 503, str(exc)
+    elif isinstance(exc, DatabaseError):
+        status, message = (400 if is_input_fault(exc) else 503), str(exc)
     elif isinstance(exc, SkiplockError):
         status, message = 400, str(exc)
-    elif isinstance(exc, psycopg.Error):
-        status = 400 if isinstance(exc, (psycopg.DataError, psycopg.ProgrammingError)) else 503
-        message = f"database error: {(exc.diag.message_primary or str(exc)).strip()}"
     elif getattr(exc, "status_code", None) in (404, 405):
         status = int(getattr(exc, "status_code", 404))
         message = "no such page" if status == 404 else "method not allowed"

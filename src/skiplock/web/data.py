@@ -18,16 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
-from psycopg_pool import AsyncConnectionPool
-
 from skiplock._core import rows, statements
 from skiplock._core.cron import next_tick
 from skiplock._core.statements import BoundStatement
-from skiplock._driver.errors import translate
-from skiplock._driver.executor_async import AsyncExecutor
+from skiplock._driver.conninfo import resolve_dsn
+from skiplock._driver.executor_async import AsyncExecutor, Conn
+from skiplock._driver.session_async import AsyncSession
 from skiplock._sql import QUERIES
-from skiplock.errors import DatabaseUnavailable, JobNotFound
+from skiplock.errors import JobNotFound
 from skiplock.models import (
     GraphNode,
     HealthCheck,
@@ -37,7 +35,7 @@ from skiplock.models import (
     Schedule,
     WorkerInfo,
 )
-from skiplock.settings import connection_options, pgbouncer_mode, resolve_dsn
+from skiplock.settings import connection_options, pgbouncer_mode
 from skiplock.web.filters import JobFilter
 
 __all__ = ["MONITOR_ROLE", "Dashboard", "QueueSummary", "Sample"]
@@ -116,7 +114,6 @@ class Dashboard:
     search_window: int = SEARCH_WINDOW
     role: str | None = None  # the role the pool's connections run as, once known
     samples: collections.deque[Sample] = field(default_factory=lambda: collections.deque(maxlen=_SAMPLES))
-    _pool: AsyncConnectionPool | None = None
     _executor: AsyncExecutor | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _sampled_at: float | None = None
@@ -127,10 +124,9 @@ class Dashboard:
 
     async def close(self) -> None:
         """Close the pool. Idempotent."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-            self._executor = None
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await executor.close()
 
     # ---- reads --------------------------------------------------------------------------
 
@@ -345,45 +341,33 @@ class Dashboard:
             if self._executor is None:
                 dsn = resolve_dsn(self.dsn)
                 pgbouncer = pgbouncer_mode(None)
-                pool = AsyncConnectionPool(
+                executor = AsyncExecutor.create(
                     dsn,
                     min_size=1,
                     max_size=self.max_connections,
-                    open=False,
-                    kwargs={
-                        "autocommit": True,
-                        "application_name": "skiplock-web",
-                        **connection_options(pgbouncer),
-                    },
+                    application_name="skiplock-web",
+                    options=connection_options(pgbouncer),
                     # SET ROLE is session state: through PgBouncer's transaction pooling it would
                     # land on a server connection other clients then share.
-                    configure=None if self.write or pgbouncer else self._configure,
-                    name="skiplock-web",
+                    configure=None if self.write or pgbouncer else _monitor_role,
                 )
-                try:
-                    probe = await psycopg.AsyncConnection.connect(dsn, connect_timeout=10)
-                except psycopg.Error as exc:
-                    raise translate(exc) or DatabaseUnavailable(f"database unavailable: {exc}") from exc
+                # A probe first: a wrong password or host fails at once with libpq's reason.
+                probe = await AsyncSession.connect(dsn, connect_timeout=10)
                 await probe.close()
-                await pool.open(wait=True, timeout=30)
-                self._pool, self._executor = pool, AsyncExecutor(pool)
+                await executor.open(timeout=30)
+                self._executor = executor
                 if self.role is None:
-                    async with pool.connection() as conn:
-                        cur = await conn.execute("SELECT current_user")
-                        found = await cur.fetchone()
-                        self.role = str(found[0]) if found else "?"
+                    found = await executor.one(_bind("web_current_user"))
+                    self.role = str(found["role"]) if found else "?"
         assert self._executor is not None
         return self._executor
 
-    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Run a read-only dashboard's connection as skiplock_monitor when the login may."""
-        try:
-            cur = await conn.execute(QUERIES["web_monitor_role"].text)
-            found = await cur.fetchone()
-            if found and found[0]:
-                await conn.execute("SET ROLE skiplock_monitor")
-        except psycopg.Error as exc:
-            raise translate(exc) or exc from exc
+
+async def _monitor_role(executor: AsyncExecutor, conn: Conn) -> None:
+    """Run a read-only dashboard's connection as skiplock_monitor when the login may."""
+    found = await executor.one(_bind("web_monitor_role"), conn=conn)
+    if found and found["usable"]:
+        await executor.run(_bind("web_set_monitor_role"), conn=conn)
 
 
 def describe_limits(row: dict[str, Any]) -> str:

@@ -7,11 +7,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
-
 from skiplock._core.statements import BoundStatement
+from skiplock._driver.errors import is_transient
 from skiplock._driver.executor_async import AsyncExecutor
-from skiplock.errors import ConfigError, DatabaseUnavailable
+from skiplock.errors import ConfigError, DatabaseUnavailable, SkiplockError
 
 __all__ = ["WorkerDatabase"]
 
@@ -56,7 +55,9 @@ class WorkerDatabase:
             try:
                 run = self.driver.tuples(stmt) if tuples else self.driver.all(stmt)
                 return await run, attempt > 1
-            except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+            except SkiplockError as exc:
+                if not is_transient(exc):
+                    raise
                 if (attempts is not None and attempt >= attempts) or self._forced():
                     raise DatabaseUnavailable(str(exc)) from exc
                 log.warning("%s failed (%s); retrying in %.2fs", stmt.name, exc, delay)

@@ -13,8 +13,6 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
-
 from skiplock._core import statements
 from skiplock._core.claiming import poll_delay_s
 from skiplock._core.cron import MAX_TICKS
@@ -65,7 +63,7 @@ class Service:
         while True:
             try:
                 wait = await self.run_once()
-            except (SkiplockError, psycopg.Error) as exc:
+            except SkiplockError as exc:
                 wait = None
                 log.warning("%s failed: %s", self.name, exc)
             except Exception:  # the loop must outlive any one round

@@ -16,12 +16,11 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-import psycopg
-
 from skiplock._core import statements, tracing
 from skiplock._core.claiming import claim_size, poll_delay_s, rate_poll_s, refill_threshold
 from skiplock._core.rows import job_from_claim
-from skiplock.errors import DatabaseUnavailable
+from skiplock._driver.errors import is_transient
+from skiplock.errors import SkiplockError
 from skiplock.models import Job
 from skiplock.settings import MAX_BATCH
 from skiplock.worker.database import WorkerDatabase
@@ -136,7 +135,9 @@ class Producer:
                 rows = await self.database.driver.tuples(
                     statements.claim(self.queues, self.worker_id, n, self.lease)
                 )
-            except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+            except SkiplockError as exc:
+                if not is_transient(exc):
+                    raise
                 log.warning("claim failed (%s); retrying in %.1fs", exc, backoff)
                 await self._sleep(backoff)
                 backoff = min(5.0, backoff * 2)

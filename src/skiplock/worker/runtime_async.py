@@ -32,14 +32,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
 from skiplock._core import statements, tracing
 from skiplock._core.outcome import CANCELLED, RELEASE, Outcome, OutcomeKind
 from skiplock._core.rows import parent_result_from_row
 from skiplock._core.text import ESCAPE_ARGS
 from skiplock._driver import jsonb
-from skiplock._driver.executor_async import AsyncExecutor
+from skiplock._driver.conninfo import resolve_dsn
+from skiplock._driver.executor_async import AsyncExecutor, Conn
 from skiplock._driver.listener_async import AsyncListener
 from skiplock.context import JobContext
 from skiplock.cron import CRON_REGISTRY
@@ -58,7 +57,6 @@ from skiplock.settings import (
     pgbouncer_mode,
     positive,
     redact,
-    resolve_dsn,
 )
 from skiplock.task import REGISTRY, Task
 from skiplock.worker import executor
@@ -242,23 +240,18 @@ class AsyncWorker:
         if self.check_schema:
             await AsyncMigrator(self.dsn).check()
         self._threads = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="skiplock-task")
-        pool = AsyncConnectionPool(
+        pool = AsyncExecutor.create(
             self.dsn,
             min_size=2,
             max_size=max(4, min(self.concurrency, 10)),
-            open=False,
             timeout=10,
-            kwargs={
-                "autocommit": True,
-                "application_name": "skiplock-worker",
-                **connection_options(self.pgbouncer),
-            },
-            name="skiplock-worker",
-            configure=jsonb.configure_async,
+            application_name="skiplock-worker",
+            options=connection_options(self.pgbouncer),
+            configure=_fast_json,
         )
-        await pool.open(wait=True, timeout=30)
+        await pool.open(timeout=30)
         database = self._database
-        database.attach(AsyncExecutor(pool))
+        database.attach(pool)
         self._transactions.start()
         loop = self._loop = asyncio.get_running_loop()
         if self.install_signal_handlers:
@@ -519,3 +512,8 @@ class _JobReads:
         if loop is None or running is loop:
             raise ConfigError("parent_results() is for def tasks; an async def task awaits aparent_results()")
         return asyncio.run_coroutine_threadsafe(self.aparent_results(job_id), loop).result()
+
+
+async def _fast_json(executor: AsyncExecutor, conn: Conn) -> None:
+    """The worker's connections decode JSON with the driver's faster decoder (``_driver.jsonb``)."""
+    await jsonb.configure_async(conn)

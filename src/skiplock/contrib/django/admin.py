@@ -7,14 +7,17 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db import connections
 
+from skiplock._core import statements
+from skiplock._core.statements import BoundStatement
+from skiplock._driver.connection import resolve_sync
+from skiplock._driver.executor import Executor
 from skiplock.contrib.django.models import Job, Worker
 
 
-def _call(function: str, ids: list[int], using: str) -> int:
-    with connections[using].cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM skiplock.{function}(%s::bigint[])", [ids])
-        (count,) = cursor.fetchone()
-    return int(count)
+def _call(stmt: BoundStatement, using: str) -> int:
+    """Run ``stmt`` on Django's connection ``using`` (inside its transaction, if one is open);
+    return how many jobs it reported."""
+    return len(Executor.all_on(resolve_sync(connections[using]), stmt))
 
 
 @admin.register(Job)
@@ -35,12 +38,12 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run the selected jobs again now (skiplock.retry)")
     def retry_jobs(self, request: Any, queryset: Any) -> None:
-        done = _call("retry", list(queryset.values_list("id", flat=True)), queryset.db)
+        done = _call(statements.retry(list(queryset.values_list("id", flat=True))), queryset.db)
         self.message_user(request, f"{done} job(s) will run again", messages.SUCCESS)
 
     @admin.action(description="Cancel the selected jobs (skiplock.cancel)")
     def cancel_jobs(self, request: Any, queryset: Any) -> None:
-        done = _call("cancel", list(queryset.values_list("id", flat=True)), queryset.db)
+        done = _call(statements.cancel(list(queryset.values_list("id", flat=True))), queryset.db)
         self.message_user(request, f"cancel requested for {done} job(s)", messages.SUCCESS)
 
 

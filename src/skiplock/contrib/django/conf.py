@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connections
-from psycopg.conninfo import make_conninfo
+
+from skiplock._driver.conninfo import build
 
 __all__ = ["dsn_for"]
 
@@ -22,4 +23,4 @@ def dsn_for(alias: str = "default") -> str:
     if connection.vendor != "postgresql":
         raise ValueError(f"skiplock needs PostgreSQL; database {alias!r} is {connection.vendor}")
     params: dict[str, Any] = connection.get_connection_params()
-    return make_conninfo("", **{k: v for k, v in params.items() if k in _LIBPQ and v not in (None, "")})
+    return build("", **{k: v for k, v in params.items() if k in _LIBPQ and v not in (None, "")})
