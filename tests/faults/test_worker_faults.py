@@ -163,7 +163,9 @@ def test_heartbeats_keep_long_jobs_for_ten_leases(fleet: Fleet, ledger):
     (attempt 1, no LeaseExpired, one execution each), even with an eager reaper beside them."""
     ids = enqueue(ledger, 4)
     worker = fleet.start(CONCURRENCY=4, LEASE=1, REAP_INTERVAL=0.2, TASK_SECONDS=10)
-    wait_until(lambda: scalar(ledger, "SELECT count(*) FROM ledger") == 4, timeout=60, what="all four running")
+    wait_until(
+        lambda: scalar(ledger, "SELECT count(*) FROM ledger") == 4, timeout=60, what="all four running"
+    )
     reaper = fleet.start(CONCURRENCY=1, LEASE=1, REAP_INTERVAL=0.2)  # runs no job (none left), reaps
     wait_until(
         lambda: scalar(ledger, "SELECT count(*) FROM skiplock.workers WHERE pid = %s", [reaper.pid]) == 1,
