@@ -18,7 +18,15 @@ from typing import Any
 
 import psycopg
 
-from benchmarks import bullmq_system, latency, pgqueuer_system, procrastinate_system, raw, skiplock_system
+from benchmarks import (
+    bullmq_system,
+    graphile_system,
+    latency,
+    pgqueuer_system,
+    procrastinate_system,
+    raw,
+    skiplock_system,
+)
 from benchmarks.common import (
     ROOT,
     Measurement,
@@ -80,7 +88,7 @@ class System:
     @property
     def external(self) -> bool:
         """Runs in its own runtime (Node) and measures its own drains and latency."""
-        return isinstance(self.module, bullmq_system.BullMQ)
+        return bool(getattr(self.module, "EXTERNAL", False))
 
     @property
     def dbname(self) -> str:
@@ -97,6 +105,7 @@ def systems() -> tuple[list[System], dict[str, str]]:
     ]  # fmt: skip
     skipped: dict[str, str] = {}
     peers: list[tuple[str, str, Any, Callable[[str], int]]] = [
+        ("graphile-worker", "graphile", graphile_system, graphile_system.todo),
         ("PGQueuer", "pgqueuer", pgqueuer_system, _count("SELECT count(*) FROM pgqueuer")),
         ("Procrastinate", "procrastinate", procrastinate_system,
          _count("SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')")),
