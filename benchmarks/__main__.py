@@ -18,7 +18,15 @@ from typing import Any
 
 import psycopg
 
-from benchmarks import bullmq_system, latency, pgqueuer_system, procrastinate_system, raw, skiplock_system
+from benchmarks import (
+    bullmq_system,
+    graphile_system,
+    latency,
+    pgqueuer_system,
+    procrastinate_system,
+    raw,
+    skiplock_system,
+)
 from benchmarks.common import (
     ROOT,
     Measurement,
@@ -76,11 +84,15 @@ class System:
     single: Callable[[str, int], float | None] | None
     todo: Callable[[str], int] | None  # counts jobs not yet done; None: it does not drain
     dsn: str = ""
+    only: frozenset[str] | None = None  # the workloads it takes part in; None: all it can
 
     @property
     def external(self) -> bool:
         """Runs in its own runtime (Node) and measures its own drains and latency."""
-        return isinstance(self.module, bullmq_system.BullMQ)
+        return bool(getattr(self.module, "EXTERNAL", False))
+
+    def takes_part(self, workload: str) -> bool:
+        return self.only is None or workload in self.only
 
     @property
     def dbname(self) -> str:
@@ -94,9 +106,13 @@ def systems() -> tuple[list[System], dict[str, str]]:
         System("raw COPY", "raw", raw, raw.batch_copy, None, None),
         System("skiplock", "skiplock", skiplock_system, skiplock_system.batch_enqueue,
                skiplock_system.single_enqueue, _count("SELECT count(*) FROM skiplock.job")),
+        # What most users write: a plain `def` task, run in the worker's threads.
+        System("skiplock (def task)", "skiplock-def", skiplock_system, skiplock_system.batch_enqueue, None,
+               _count("SELECT count(*) FROM skiplock.job"), only=frozenset({"drain"})),
     ]  # fmt: skip
     skipped: dict[str, str] = {}
     peers: list[tuple[str, str, Any, Callable[[str], int]]] = [
+        ("graphile-worker", "graphile", graphile_system, graphile_system.todo),
         ("PGQueuer", "pgqueuer", pgqueuer_system, _count("SELECT count(*) FROM pgqueuer")),
         ("Procrastinate", "procrastinate", procrastinate_system,
          _count("SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')")),
@@ -169,7 +185,7 @@ class Runner:
         s = self.sizes
         batch_label = f"batch enqueue: {s['batch_jobs']:,} jobs in batches of {s['batch_size']:,}"
         single_label = f"single-job enqueue, one transaction each ({s['single_jobs']:,} jobs)"
-        for order in self.rotations(self.systems):
+        for order in self.rotations([x for x in self.systems if x.takes_part("enqueue")]):
             for system in order:
                 system.module.reset(system.dsn)
                 vacuum(system.dsn)
@@ -183,7 +199,7 @@ class Runner:
                     self.record(single_label, system.name, "jobs/s", s["single_jobs"] / seconds)
 
     def drains(self) -> None:
-        draining = [x for x in self.systems if x.todo]
+        draining = [x for x in self.systems if x.todo and x.takes_part("drain")]
         for processes in (1, 2):
             label = (
                 f"drain {self.sizes['drain_jobs']:,} no-op jobs, {processes} worker "
@@ -204,7 +220,7 @@ class Runner:
     def latencies(self) -> None:
         rate, n = self.sizes["latency_rate"], self.sizes["latency_jobs"]
         label = f"pickup latency at a steady {rate:,} jobs/s, enqueue commit to task start ({n:,} jobs), p50"
-        consumers = [x for x in self.systems if x.todo]
+        consumers = [x for x in self.systems if x.todo and x.takes_part("latency")]
         for order in self.rotations(consumers):
             for system in order:
                 system.module.reset(system.dsn)
@@ -220,7 +236,9 @@ class Runner:
         """Drain rate with a small and a large backlog; the large drain also samples worker RSS.
 
         Once per run (the large one takes minutes): the backlog is the variable, not noise."""
-        draining = [x for x in self.systems if x.todo and x.name not in SLOW_DRAIN]
+        draining = [
+            x for x in self.systems if x.todo and x.takes_part("backlog") and x.name not in SLOW_DRAIN
+        ]
         for size in (self.sizes["backlog_small"], self.sizes["backlog_large"]):
             label = f"drain a backlog of {size:,} no-op jobs, 1 worker process"
             for system in draining:

@@ -10,45 +10,27 @@ The Node process reports its own elapsed time, CPU and RSS, so Node's start-up i
 
 from __future__ import annotations
 
-import shutil
-import statistics
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import as_url, run_json
+from benchmarks.common import as_url, npm_install, percentiles, run_json
 
 HERE = Path(__file__).resolve().parent / "bullmq"
 REDIS_URL = "redis://127.0.0.1:6379/5"
 CONCURRENCY = {"redis": 100, "postgres": 32}
 
 
-def _install() -> str | None:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        return "node and npm are not on PATH"
-    if not (HERE / "node_modules" / "bullmq").exists():
-        done = subprocess.run(
-            # `npm install`, not `npm ci`: the lock file cannot list every platform's optional
-            # binaries, and `npm ci` refuses it then; package.json pins exact versions.
-            ["npm", "install", "--no-audit", "--no-fund"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if done.returncode != 0:
-            return f"npm install failed: {done.stderr.strip()[-300:]}"
-    return None
-
-
 class BullMQ:
     """One BullMQ backend with the adapter interface the runner expects."""
+
+    #: Runs in its own runtime and times its own drains and latency (Node: no start-up counted).
+    EXTERNAL = True
 
     def __init__(self, backend: str) -> None:
         self.backend = backend
 
     def available(self) -> str | None:
-        reason = _install()
+        reason = npm_install(HERE, "bullmq")
         if reason is None and self.backend == "redis":
             try:
                 import socket
@@ -86,9 +68,7 @@ class BullMQ:
 
     def latency(self, dsn: str, rate: float, n: int) -> dict[str, Any]:
         out = self._node(dsn, "latency", rate, n, CONCURRENCY[self.backend])
-        qs = statistics.quantiles(out["latencies_ms"], n=100, method="inclusive")
-        return {"p50_ms": round(qs[49], 2), "p95_ms": round(qs[94], 2), "p99_ms": round(qs[98], 2),
-                "max_ms": round(max(out["latencies_ms"]), 2), "offered_rate": round(out["offered_rate"], 1)}  # fmt: skip
+        return percentiles(out["latencies_ms"]) | {"offered_rate": round(out["offered_rate"], 1)}
 
 
 REDIS = BullMQ("redis")

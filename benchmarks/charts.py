@@ -14,8 +14,9 @@ from typing import Any
 from benchmarks.common import ROOT
 
 OUT = ROOT / "docs" / "img"
-COLORS = {"raw INSERT": "#9e9e9e", "raw COPY": "#cfcfcf", "skiplock": "#1b7f5b", "PGQueuer": "#3f6fb5",
-          "Procrastinate": "#c0762b", "BullMQ (Redis)": "#b5443f", "BullMQ (PostgreSQL)": "#e8a09c"}  # fmt: skip
+COLORS = {"raw INSERT": "#9e9e9e", "raw COPY": "#cfcfcf", "skiplock": "#1b7f5b", "skiplock (def task)": "#7fc4a8",
+          "graphile-worker": "#6a4c93", "PGQueuer": "#3f6fb5", "Procrastinate": "#c0762b",
+          "BullMQ (Redis)": "#b5443f", "BullMQ (PostgreSQL)": "#e8a09c"}  # fmt: skip
 
 
 def _pyplot() -> Any:

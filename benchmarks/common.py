@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,6 +66,32 @@ def run_json(argv: list[str], *, cwd: Path = ROOT, timeout: float = 900) -> dict
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:4])} failed ({done.returncode}): {done.stderr.strip()[-800:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def npm_install(folder: Path, package: str) -> str | None:
+    """Install ``folder``'s pinned Node packages unless ``package`` is there; return why not, or None."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return "node and npm are not on PATH"
+    if not (folder / "node_modules" / package).exists():
+        done = subprocess.run(
+            # `npm install`, not `npm ci`: a lock file cannot list every platform's optional
+            # binaries, and `npm ci` refuses it then; package.json pins exact versions.
+            ["npm", "install", "--no-audit", "--no-fund"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            return f"npm install failed: {done.stderr.strip()[-300:]}"
+    return None
+
+
+def percentiles(latencies_ms: list[float]) -> dict[str, float]:
+    """p50, p95, p99 and max of pickup latencies in ms, as the latency tables report them."""
+    qs = statistics.quantiles(latencies_ms, n=100, method="inclusive")
+    return {"p50_ms": round(qs[49], 2), "p95_ms": round(qs[94], 2), "p99_ms": round(qs[98], 2),
+            "max_ms": round(max(latencies_ms), 2)}  # fmt: skip
 
 
 def run_children(module: str, argsets: list[list[str]], timeout: float = 900) -> list[dict[str, Any]]:
@@ -149,9 +176,14 @@ def _number(value: float, unit: str) -> str:
     return f"{value:,.2f} {unit}" if unit == "ms" else f"{value:,.0f} {unit}"
 
 
+#: The peer the bars are set against: every table also shows each system ÷ this one.
+REFERENCE_PEER = "graphile-worker"
+
+
 def markdown(results: list[Measurement]) -> str:
-    """A table per workload: each system's median, its ratio to the raw ceiling, and how many
-    times better skiplock did than it (throughput: ours ÷ theirs; latency: theirs ÷ ours)."""
+    """A table per workload: each system's median, its ratio to the raw ceiling and to
+    graphile-worker (plain ÷: above 1 is faster, or for latency slower), and how many times
+    better skiplock did than it (throughput: ours ÷ theirs; latency: theirs ÷ ours)."""
     lines: list[str] = []
     workloads = list(dict.fromkeys(m.workload for m in results))
     for workload in workloads:
@@ -160,23 +192,28 @@ def markdown(results: list[Measurement]) -> str:
         raws = [m.median for m in rows if m.system.startswith("raw") and m.median]
         ceiling = (min(raws) if lower else max(raws)) if raws else None
         ours = next((m.median for m in rows if m.system == "skiplock" and m.median), None)
+        peer = next((m.median for m in rows if m.system == REFERENCE_PEER and m.median), None)
+        peer_head, peer_rule = (f" ÷ {REFERENCE_PEER} |", "---|") if peer else ("", "")
         lines += [
             f"### {workload}",
             "",
             f"| system | median | {'÷ ceiling (lower is better)' if lower else 'vs best raw ceiling'} "
-            "| skiplock advantage |",
-            "|---|---|---|---|",
+            f"|{peer_head} skiplock advantage |",
+            f"|---|---|---|{peer_rule}---|",
         ]
         for m in rows:
             if m.median is None:
-                lines.append(f"| {m.system} | {m.error or 'not run'} | | |")
+                lines.append(f"| {m.system} | {m.error or 'not run'} |{' |' if peer else ''} | |")
                 continue
             vs_ceiling = f"{m.median / ceiling:.2f}×" if ceiling else ""
+            vs_peer = f" {m.median / peer:.2f}× |" if peer else ""
             advantage = ""
             if ours and m.system != "skiplock":
                 advantage = f"{(m.median / ours) if lower else (ours / m.median):.2f}×"
             details = [f"{k} {v:g}" for k, v in m.extras().items()] + m.notes
             detail = f" ({', '.join(details)})" if details else ""
-            lines.append(f"| {m.system} | {_number(m.median, m.unit)}{detail} | {vs_ceiling} | {advantage} |")
+            lines.append(
+                f"| {m.system} | {_number(m.median, m.unit)}{detail} | {vs_ceiling} |{vs_peer} {advantage} |"
+            )
         lines.append("")
     return "\n".join(lines)

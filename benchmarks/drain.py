@@ -65,16 +65,27 @@ def _runner(system: str, dsn: str, expected: int, sampler: Sampler) -> Callable[
             assert not expected or done == expected, f"raw drained {done} of {expected}"
 
         return drain_raw
-    if system == "skiplock":
+    if system in ("skiplock", "skiplock-def"):
         import skiplock
         from benchmarks.skiplock_system import WORKER
 
-        @skiplock.task(queue="bench")
-        async def noop(i: int) -> None:
-            sampler.tick()
+        if system == "skiplock":
+
+            @skiplock.task(queue="bench", name="noop")
+            async def noop(i: int) -> None:
+                sampler.tick()
+
+            task = noop
+        else:  # what most users write: a plain function, run in the worker's thread pool
+
+            @skiplock.task(queue="bench", name="noop")
+            def noop_def(i: int) -> None:
+                sampler.tick()
+
+            task = noop_def
 
         def drain_skiplock() -> None:
-            worker = skiplock.AsyncWorker([noop], dsn=dsn, burst=True, maintenance=False, **WORKER)  # type: ignore[arg-type]
+            worker = skiplock.AsyncWorker([task], dsn=dsn, burst=True, maintenance=False, **WORKER)  # type: ignore[arg-type]
             asyncio.run(worker.run())
             assert not expected or worker.stats.completed == expected, worker.stats
 

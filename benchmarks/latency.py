@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks.common import ROOT, as_url
+from benchmarks.common import ROOT, as_url, percentiles
 
 Enqueue = Callable[[int], Awaitable[None]]
 
@@ -72,12 +71,6 @@ async def _producer(system: str, dsn: str) -> tuple[Enqueue, Callable[[], Awaita
     raise ValueError(f"unknown system {system}")
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
-    qs = statistics.quantiles(values, n=100, method="inclusive")
-    return {"p50_ms": round(qs[49], 2), "p95_ms": round(qs[94], 2), "p99_ms": round(qs[98], 2),
-            "max_ms": round(max(values), 2)}  # fmt: skip
-
-
 async def _measure(system: str, dsn: str, rate: float, n: int) -> dict[str, Any]:
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.latency", system, dsn, str(n),
@@ -112,7 +105,7 @@ async def _measure(system: str, dsn: str, rate: float, n: int) -> dict[str, Any]
         raise RuntimeError(f"{system} consumer failed: {err.decode()[-800:]}")
     started = json.loads(out.decode().strip().splitlines()[-1])
     latencies = [(started[str(i)] - committed[i]) * 1000 for i in range(n)]
-    return _percentiles(latencies) | {"offered_rate": round(n / seconds, 1)}
+    return percentiles(latencies) | {"offered_rate": round(n / seconds, 1)}
 
 
 def measure(system: str, dsn: str, rate: float, n: int) -> dict[str, Any]:
