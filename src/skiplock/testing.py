@@ -21,7 +21,7 @@ from typing import Any
 
 from skiplock._core import statements
 from skiplock._core.cron import due_ticks
-from skiplock._core.outcome import Outcome, OutcomeKind
+from skiplock._core.outcome import Outcome, OutcomeKind, fail_statement
 from skiplock._core.rows import job_from_row, parent_result_from_row
 from skiplock._driver.session import Session
 from skiplock.client import Client
@@ -223,19 +223,7 @@ def _run_one(
         out.completed.append(job.id)
         out.results[job.id] = ran.result
         return
-    (row,) = _run(
-        conn,
-        statements.fail(
-            job.id,
-            _lease(job),
-            error=ran.error,
-            error_type=ran.error_type,
-            traceback=ran.traceback,
-            retry_in=ran.retry_in,
-            retryable=ran.retryable,
-            as_of=at,
-        ),
-    )
+    (row,) = _run(conn, fail_statement(job.id, _lease(job), ran, as_of=at))
     out.errors[job.id] = ran.error
     {"retryable": out.retried, "failed": out.failed, "cancelled": out.cancelled}.get(
         row["state"], out.failed

@@ -12,10 +12,10 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from skiplock._core.statements import dumps
+from skiplock._core.statements import BoundStatement, dumps, fail
 from skiplock.errors import ConfigError, Fail, Retry
 from skiplock.models import Json
 
@@ -28,6 +28,7 @@ __all__ = [
     "OutcomeKind",
     "bad_arguments",
     "completed",
+    "fail_statement",
     "from_exception",
     "recorded",
     "timed_out",
@@ -133,6 +134,22 @@ def completed(task_name: str, result: Any) -> Outcome:
             log.warning("task %s returned a value that is not JSON; storing null", task_name)
             result = None
     return Outcome(OutcomeKind.COMPLETE, result=result)
+
+
+def fail_statement(
+    job_id: int, lease_token: uuid.UUID, outcome: Outcome, *, as_of: datetime | None = None
+) -> BoundStatement:
+    """The ``fail`` statement that records ``outcome`` (a failure) for the job's lease."""
+    return fail(
+        job_id,
+        lease_token,
+        error=outcome.error,
+        error_type=outcome.error_type,
+        traceback=outcome.traceback,
+        retry_in=outcome.retry_in,
+        retryable=outcome.retryable,
+        as_of=as_of,
+    )
 
 
 def recorded(

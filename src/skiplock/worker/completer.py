@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from skiplock._core import statements
-from skiplock._core.outcome import TX_ABORTED, TX_ENDED, Outcome, OutcomeKind, recorded
+from skiplock._core.outcome import TX_ABORTED, TX_ENDED, Outcome, OutcomeKind, fail_statement, recorded
 from skiplock.errors import SkiplockError
 from skiplock.models import Json
 from skiplock.task import Task
@@ -101,17 +101,7 @@ class Completer:
                 else:
                     self.inflight.lost(held, "before it was released")
                 return
-            rows, retried = await self.database.tried(
-                statements.fail(
-                    job.id,
-                    token(job),
-                    error=outcome.error,
-                    error_type=outcome.error_type,
-                    traceback=outcome.traceback,
-                    retry_in=outcome.retry_in,
-                    retryable=outcome.retryable,
-                )
-            )
+            rows, retried = await self.database.tried(fail_statement(job.id, token(job), outcome))
             state = rows[0]["state"] if rows else None
             if state is None and retried:  # the first try may have landed and its reply been lost
                 state = await self.recorded(held, OutcomeKind.FAIL, outcome.error_type)
