@@ -3,8 +3,8 @@
 // Commands print one JSON line: setup | reset | count | batch N SIZE | single N |
 // drain CONCURRENCY | latency RATE N CONCURRENCY. Configured as BullMQ's docs recommend for
 // throughput: addBulk for batches, a Worker with a high concurrency for no-op async jobs.
-import { fork } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
+import { latency, print, recorder, stopped } from '../node_peer.mjs';
 import { Queue, Worker, createPostgresBackend } from 'bullmq';
 
 const [backend, conn, command, ...rest] = process.argv.slice(2);
@@ -30,8 +30,6 @@ function worker(processor, concurrency) {
   return factory ? new Worker(QUEUE, processor, options, factory) : new Worker(QUEUE, processor, options);
 }
 
-const now = () => (performance.timeOrigin + performance.now()) / 1000; // seconds, sub-ms
-const print = (value) => process.stdout.write(JSON.stringify(value) + '\n');
 
 async function pending(q) {
   const counts = await q.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'paused');
@@ -90,40 +88,18 @@ async function main() {
   } else if (command === 'consume') {
     // Child of `latency`: report "ready" after the warm-up job, then each job's start time.
     const [n, concurrency] = rest.map(Number);
-    const started = {};
-    let count = 0;
-    const w = worker(async (job) => {
-      const i = job.data.i;
-      if (i < 0) { process.send({ ready: true }); return; }
-      started[i] = now();
-      if (++count === n) process.send({ started });
-    }, concurrency);
-    await new Promise((resolve) => process.on('message', resolve)); // until the parent says stop
+    const record = recorder(n);
+    const w = worker(async (job) => record(job.data.i), concurrency);
+    await stopped();
     await w.close();
   } else if (command === 'latency') {
     const [rate, n, concurrency] = rest.map(Number);
-    const child = fork(new URL(import.meta.url).pathname, [backend, conn, 'consume', String(n), String(concurrency)]);
     const q = queue();
     await q.waitUntilReady();
-    const messages = [];
-    let wake = null;
-    child.on('message', (m) => { messages.push(m); if (wake) wake(); });
-    const next = () => new Promise((resolve) => { if (messages.length) resolve(messages.shift()); else wake = () => { wake = null; resolve(messages.shift()); }; });
-    await q.add('noop', { i: -1 });
-    await next(); // ready
-    const committed = new Array(n);
-    const start = performance.now();
-    for (let i = 0; i < n; i++) {
-      const delay = start + (i * 1000) / rate - performance.now();
-      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
-      await q.add('noop', { i });
-      committed[i] = now();
-    }
-    const seconds = (performance.now() - start) / 1000;
-    const { started } = await next();
-    child.send('stop');
+    const script = new URL(import.meta.url).pathname;
+    const childArgs = [backend, conn, 'consume', String(n), String(concurrency)];
+    print(await latency(script, childArgs, rate, n, (i) => q.add('noop', { i })));
     await q.close();
-    print({ latencies_ms: committed.map((t, i) => (started[i] - t) * 1000), offered_rate: n / seconds });
   } else {
     throw new Error(`unknown command ${command}`);
   }

@@ -5,8 +5,8 @@
 // concurrentJobs 24, maxPoolSize 25, a local queue of 500, completions and failures flushed
 // without a batching delay. `drain` is runOnce() (work until nothing is left, then exit);
 // `latency` runs a worker with run() in a child process, as a deployed worker would run.
-import { fork } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
+import { latency, print, recorder, stopped } from '../node_peer.mjs';
 import graphile from 'graphile-worker';
 
 const { Logger, makeWorkerUtils, run, runOnce } = graphile;
@@ -28,8 +28,6 @@ const preset = {
 };
 const options = (taskList) => ({ connectionString: conn, preset, taskList, logger, noHandleSignals: true });
 
-const now = () => (performance.timeOrigin + performance.now()) / 1000; // seconds, sub-ms
-const print = (value) => process.stdout.write(JSON.stringify(value) + '\n');
 
 async function utils() {
   return makeWorkerUtils({ connectionString: conn, logger });
@@ -72,41 +70,16 @@ async function main() {
     print({ seconds, done, cpu_seconds: (cpu.user + cpu.system) / 1e6, max_rss_mib: process.resourceUsage().maxRSS / 1024 });
   } else if (command === 'consume') {
     // Child of `latency`: report "ready" after the warm-up job, then each job's start time.
-    const n = Number(rest[0]);
-    const started = {};
-    let count = 0;
-    const runner = await run(options({
-      noop: async ({ i }) => {
-        if (i < 0) { process.send({ ready: true }); return; }
-        started[i] = now();
-        if (++count === n) process.send({ started });
-      },
-    }));
-    await new Promise((resolve) => process.on('message', resolve)); // until the parent says stop
+    const record = recorder(Number(rest[0]));
+    const runner = await run(options({ noop: async ({ i }) => record(i) }));
+    await stopped();
     await runner.stop();
   } else if (command === 'latency') {
     const [rate, n] = rest.map(Number);
-    const child = fork(new URL(import.meta.url).pathname, [conn, 'consume', String(n)]);
     const u = await utils();
-    const messages = [];
-    let wake = null;
-    child.on('message', (m) => { messages.push(m); if (wake) wake(); });
-    const next = () => new Promise((resolve) => { if (messages.length) resolve(messages.shift()); else wake = () => { wake = null; resolve(messages.shift()); }; });
-    await u.addJob('noop', { i: -1 });
-    await next(); // ready
-    const committed = new Array(n);
-    const start = performance.now();
-    for (let i = 0; i < n; i++) {
-      const delay = start + (i * 1000) / rate - performance.now();
-      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
-      await u.addJob('noop', { i });
-      committed[i] = now();
-    }
-    const seconds = (performance.now() - start) / 1000;
-    const { started } = await next();
-    child.send('stop');
+    const script = new URL(import.meta.url).pathname;
+    print(await latency(script, [conn, 'consume', String(n)], rate, n, (i) => u.addJob('noop', { i })));
     await u.release();
-    print({ latencies_ms: committed.map((t, i) => (started[i] - t) * 1000), offered_rate: n / seconds });
   } else {
     throw new Error(`unknown command ${command}`);
   }
