@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 import skiplock
+from processes import stop
 from waiting import wait_until
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
@@ -90,16 +91,6 @@ def enqueue(client: skiplock.Client, n: int) -> list[int]:
 
 def scalar(conn: psycopg.Connection, sql: str, params: list[object] | None = None) -> int:
     return int(conn.execute(sql, params).fetchone()[0])
-
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        return proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 def test_two_workers_drain_10000_jobs_without_running_any_twice(dsn, client, conn, ledger):

@@ -22,6 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 import skiplock
+from processes import stop
 from skiplock.cli import app
 from waiting import wait_until
 
@@ -156,17 +157,6 @@ def enqueue(client: skiplock.Client, n: int) -> list[int]:
 
 def scalar(conn: psycopg.Connection, sql: str, params: list[object] | None = None) -> object:
     return conn.execute(sql, params).fetchone()[0]
-
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        return proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def alive(pid: int) -> bool:

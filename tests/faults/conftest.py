@@ -20,6 +20,8 @@ import psycopg
 import pytest
 from invariants import LEDGER_DDL
 
+from processes import stop
+
 FULL = os.environ.get("SKIPLOCK_FAULTS", "smoke") == "full"
 
 
@@ -155,14 +157,7 @@ class Fleet:
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if proc.poll() is None:
-            proc.send_signal(sig)
-        try:
-            return proc.wait(timeout=timeout)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        return stop(proc, sig, timeout)
 
     def logs(self) -> str:
         return "\n".join(
