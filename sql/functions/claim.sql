@@ -29,8 +29,11 @@ $$;
 -- Concurrency: any number of callers; FOR UPDATE SKIP LOCKED means no two callers ever get the
 -- same job and none waits on another (claimers of a limited queue queue on its row). The
 -- candidate step is MATERIALIZED so the planner cannot re-run the LIMIT subquery and lock more
--- rows than asked. Cost: one job_claim_idx range scan of max_jobs entries per queue (plus an
--- empty job_scheduled_idx probe), flat in history size.
+-- rows than asked. The update finds the candidates by primary key (id = ANY of an array), not
+-- by a join: a join's plan depends on the statistics, and a hash join would read the whole job
+-- table on every claim when ANALYZE last saw it small. Cost: one job_claim_idx range scan of
+-- max_jobs entries per queue, max_jobs primary-key probes (plus an empty job_scheduled_idx
+-- probe), flat in backlog and history size.
 CREATE OR REPLACE FUNCTION skiplock.claim(
     queues    text[],
     worker_id uuid,
@@ -157,8 +160,7 @@ BEGIN
                 worker_id = claim.worker_id,
                 lease_token = gen_random_uuid(),
                 lease_expires_at = claim.as_of + claim.lease
-            FROM candidate
-            WHERE j.id = candidate.id
+            WHERE j.id = ANY (ARRAY(SELECT c.id FROM candidate AS c))  -- by primary key, see above
             RETURNING j.*;
             GET DIAGNOSTICS got = ROW_COUNT;
         ELSE
@@ -180,8 +182,7 @@ BEGIN
                     worker_id = claim.worker_id,
                     lease_token = gen_random_uuid(),
                     lease_expires_at = claim.as_of + claim.lease
-                FROM candidate
-                WHERE j.id = candidate.id
+                WHERE j.id = ANY (ARRAY(SELECT c.id FROM candidate AS c))
                 RETURNING j.*
             ),
             spent AS (
