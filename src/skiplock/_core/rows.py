@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import MISSING
 from typing import Any
 
 from skiplock.models import (
@@ -45,31 +46,27 @@ CLAIM_COLUMNS = (
 )  # fmt: skip
 
 
+# Job is frozen: its __init__ sets each of its 24 fields through object.__setattr__, which is a
+# quarter of the worker's own CPU per no-op job. A claimed job is built from its slots' setters
+# instead (a unit test checks that both ways build equal Jobs).
+_CLAIM_SETTERS = tuple(getattr(Job, name).__set__ for name in CLAIM_COLUMNS)
+_UNCLAIMED = tuple(
+    (getattr(Job, name).__set__, f.default_factory if f.default is MISSING else None, f.default)
+    for name, f in Job.__dataclass_fields__.items()
+    if name not in CLAIM_COLUMNS
+)
+_STATE_AT = CLAIM_COLUMNS.index("state")
+
+
 def job_from_claim(row: tuple[Any, ...]) -> Job:
     """Build a Job from a tuple row of the ``claim`` query: the worker's hot path, so no dict."""
-    (id_, queue, task, args, state, priority, attempt, max_attempts, run_at, created_at,
-     attempted_at, lease_token, lease_expires_at, worker_id, dedupe_key, cancel_requested,
-     retry_policy, trace_parent) = row  # fmt: skip
-    return Job(
-        id=id_,
-        queue=queue,
-        task=task,
-        args=args,
-        state=_STATES[state],
-        priority=priority,
-        attempt=attempt,
-        max_attempts=max_attempts,
-        run_at=run_at,
-        created_at=created_at,
-        attempted_at=attempted_at,
-        lease_token=lease_token,
-        lease_expires_at=lease_expires_at,
-        worker_id=worker_id,
-        dedupe_key=dedupe_key,
-        cancel_requested=cancel_requested,
-        retry_policy=retry_policy,
-        trace_parent=trace_parent,
-    )
+    job = object.__new__(Job)
+    for set_, value in zip(_CLAIM_SETTERS, row, strict=True):
+        set_(job, value)
+    _CLAIM_SETTERS[_STATE_AT](job, _STATES[row[_STATE_AT]])
+    for set_, factory, default in _UNCLAIMED:
+        set_(job, default if factory is None else factory())
+    return job
 
 
 def job_from_row(row: Mapping[str, Any]) -> Job:
