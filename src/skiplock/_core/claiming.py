@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-__all__ = ["claim_size", "poll_delay_s", "rate_poll_s", "refill_threshold"]
+__all__ = ["batch_cap", "claim_size", "poll_delay_s", "rate_poll_s", "refill_threshold"]
 
 
 def claim_size(*, concurrency: int, in_flight: int, prefetch: int, max_batch: int) -> int:
@@ -28,6 +28,22 @@ def refill_threshold(*, concurrency: int, prefetch: int) -> int:
     if prefetch <= 0:
         return 1
     return max(1, min(prefetch, (concurrency + prefetch) // 2))
+
+
+def batch_cap(*, concurrency: int, prefetch: int, max_batch: int) -> int:
+    """Return the most jobs one claim takes.
+
+    A claim that filled the whole room would leave none for the next one until the runners had
+    worked through half of it, and a busy event loop serves the producer late: the next claim
+    would start only once the slots ran dry, and the worker would wait on every round trip. A
+    claim of at most the room minus the refill threshold leaves enough room to send the next
+    claim as soon as this one returns, so one claim is in flight while the last one's jobs run.
+    Without prefetch a claim fills every free slot: nothing would run while a second one waited.
+    """
+    if prefetch <= 0:
+        return max(1, min(max_batch, concurrency))
+    refill = refill_threshold(concurrency=concurrency, prefetch=prefetch)
+    return max(1, min(max_batch, max(refill, concurrency + prefetch - refill)))
 
 
 def rate_poll_s(limits: Iterable[tuple[float, int]], poll_interval_s: float) -> float | None:

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from skiplock._core import statements, tracing
-from skiplock._core.claiming import claim_size, poll_delay_s, rate_poll_s, refill_threshold
+from skiplock._core.claiming import batch_cap, claim_size, poll_delay_s, rate_poll_s, refill_threshold
 from skiplock._core.rows import job_from_claim
 from skiplock._driver.errors import is_transient
 from skiplock.errors import SkiplockError
@@ -64,6 +64,7 @@ class Producer:
         self.stopping = stopping
         self.start = start
         self.refill_at = refill_threshold(concurrency=concurrency, prefetch=prefetch)
+        self.batch_cap = batch_cap(concurrency=concurrency, prefetch=prefetch, max_batch=MAX_BATCH)
         self.wakeup = asyncio.Event()
         self.starved = False  # waiting for free slots
         # Rate-limited queues: claim again this soon after a short claim (see rate_poll_s), while
@@ -117,7 +118,7 @@ class Producer:
                 concurrency=self.concurrency,
                 in_flight=inflight.active,
                 prefetch=self.prefetch,
-                max_batch=MAX_BATCH,
+                max_batch=self.batch_cap,
             )
             if n < self.refill_at:
                 # Too little room for a worthwhile claim. Clear first: a set Event returns from
