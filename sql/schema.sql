@@ -1312,8 +1312,7 @@ BEGIN
                 worker_id = claim.worker_id,
                 lease_token = gen_random_uuid(),
                 lease_expires_at = claim.as_of + claim.lease
-            FROM candidate
-            WHERE j.id = candidate.id
+            WHERE j.id = ANY (ARRAY(SELECT c.id FROM candidate AS c))  -- by primary key, see above
             RETURNING j.*;
             GET DIAGNOSTICS got = ROW_COUNT;
         ELSE
@@ -1335,8 +1334,7 @@ BEGIN
                     worker_id = claim.worker_id,
                     lease_token = gen_random_uuid(),
                     lease_expires_at = claim.as_of + claim.lease
-                FROM candidate
-                WHERE j.id = candidate.id
+                WHERE j.id = ANY (ARRAY(SELECT c.id FROM candidate AS c))
                 RETURNING j.*
             ),
             spent AS (
