@@ -4,10 +4,9 @@ The worker assembles its parts, each an asyncio task named ``skiplock-<part>``:
 
 - the **producer** (``producer.py``) claims jobs when there is room and sleeps until a NOTIFY,
   a freed slot or the poll floor;
-- ``concurrency`` long-lived **runners** (here) take claimed jobs from a queue and run each
-  through the **executor** (``executor.py``): no asyncio task is created per job, and a runner
-  takes the next job without a trip through the event loop when one is ready. ``def`` tasks
-  run in a thread pool of ``concurrency`` threads, ``async def`` tasks on the loop;
+- ``concurrency`` long-lived **runners** (``runners.py``) take claimed jobs and run each
+  through the **executor** (``executor.py``): ``def`` tasks in a thread pool, ``async def``
+  tasks on the loop;
 - the **completer** (``completer.py``) records outcomes, completions in batches on their own
   connection; a task that opened its job transaction is completed on it
   (``transactional.py``);
@@ -22,18 +21,15 @@ What they share is the in-flight registry (``inflight.py``); what they report is
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import signal
 import uuid
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from skiplock._core import statements, tracing
-from skiplock._core.outcome import CANCELLED, RELEASE, Outcome, OutcomeKind
+from skiplock._core import statements
 from skiplock._core.rows import parent_result_from_row
 from skiplock._core.text import ESCAPE_ARGS
 from skiplock._driver import jsonb
@@ -59,13 +55,13 @@ from skiplock.settings import (
     redact,
 )
 from skiplock.task import REGISTRY, Task
-from skiplock.worker import executor
 from skiplock.worker.completer import Completer
 from skiplock.worker.database import WorkerDatabase
 from skiplock.worker.inflight import Held, InFlight, Phase, WorkerStats, fields
 from skiplock.worker.lease import LeaseKeeper
 from skiplock.worker.maintenance import PartitionKeeper, Reaper, Scheduler, Service
 from skiplock.worker.producer import Producer
+from skiplock.worker.runners import Runners
 from skiplock.worker.signals import WorkerSignals
 from skiplock.worker.transactional import JobTransactions
 from skiplock.worker.webhook_delivery import WEBHOOK_QUEUE, delivery_task
@@ -178,9 +174,6 @@ class AsyncWorker:
         self.signals = WorkerSignals()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._ready: asyncio.Queue[Held] = asyncio.Queue()  # claimed, waiting for a runner
-        self._threads: ThreadPoolExecutor | None = None
-        self._thread_futures: set[concurrent.futures.Future[Any]] = set()
         self._database = WorkerDatabase(forced=lambda: self.forced)
         # Job transactions, opened only by tasks that ask, on pools of their own.
         self._transactions = JobTransactions(
@@ -205,6 +198,12 @@ class AsyncWorker:
             self._database, self.inflight, worker_id=self.worker_id, queues=self.queues,
             concurrency=self.concurrency, lease=self.lease, on_cancel=self._on_cancel,
             riders=[("read rate limits", self._producer.refresh_limits)],
+        )  # fmt: skip
+        self._runners = Runners(
+            self.inflight, self.stats, self._producer, self._completer, self._transactions,
+            tasks=self.tasks, default_task=self.default_task, concurrency=self.concurrency,
+            lease_s=self.lease.total_seconds(), burst=self.burst, stopping=self._stopping,
+            still_held=self._leases.still_held,
         )  # fmt: skip
 
     async def __aenter__(self) -> AsyncWorker:
@@ -233,13 +232,12 @@ class AsyncWorker:
         After a timeout or a shutdown past the grace period the job is failed or released, but
         its thread runs on; the CLI then exits with ``os._exit`` instead of waiting for it.
         """
-        return any(not f.done() for f in list(self._thread_futures))  # the set shrinks from threads
+        return self._runners.has_stuck_threads
 
     async def run(self) -> None:
         """Run until ``stop()``, a signal, or (burst mode) until nothing is due."""
         if self.check_schema:
             await AsyncMigrator(self.dsn).check()
-        self._threads = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="skiplock-task")
         pool = AsyncExecutor.create(
             self.dsn,
             min_size=2,
@@ -271,10 +269,7 @@ class AsyncWorker:
         )
         acker = asyncio.create_task(self._completer.run(), name="skiplock-acker")
         loops = [
-            *(
-                asyncio.create_task(self._runner(), name=f"skiplock-runner-{i}")
-                for i in range(self.concurrency)
-            ),
+            *self._runners.start(),
             acker,
             asyncio.create_task(self._completer.run_progress(), name="skiplock-progress"),
             asyncio.create_task(self._leases.run(), name="skiplock-heartbeat"),
@@ -322,7 +317,7 @@ class AsyncWorker:
                 log.exception("could not close the job transactions' pools")
             database.attach(None)
             await pool.close()
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._runners.close()
             if self.install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -372,14 +367,8 @@ class AsyncWorker:
         else:
             log.warning("received %s again: stopping at once", signal.Signals(sig).name)
             self.forced = True
-            self._cancel_running()
+            self._runners.cancel_running()
         self._producer.wake()
-
-    def _cancel_running(self) -> None:
-        for held in self.inflight.held():
-            if held.is_cancellable and held.task is not None:
-                held.ctx._cancel_requested = True
-                held.task.cancel()
 
     # -- execution -------------------------------------------------------------------------
 
@@ -392,87 +381,14 @@ class AsyncWorker:
             lease_until=lease_until,
         )
         self.inflight.hold(held)
-        self._ready.put_nowait(held)
-
-    def _executed(self, n: int = 1) -> None:
-        self.inflight.executed(n)
-        self._producer.slots_freed()
-
-    async def _runner(self) -> None:
-        me = asyncio.current_task()
-        producer = self._producer
-        loop = asyncio.get_running_loop()
-        lease_third = self.lease.total_seconds() / 3
-        ran = 0
-        while True:
-            held = await self._ready.get()  # returns at once, without yielding, when a job is ready
-            self.inflight.take()
-            if held.cancelled:
-                outcome = CANCELLED
-            elif (
-                self._stopping.is_set()
-                or held.ctx.lease_lost
-                # Most of the lease left (the usual case) needs no check.
-                or (held.lease_until - loop.time() < lease_third and not await self._leases.still_held(held))
-            ):
-                # Not run: the worker is stopping, or the job was reaped while it waited for a
-                # runner (someone else may run it now).
-                outcome = RELEASE
-            else:
-                held.phase, held.task = Phase.RUNNING, me
-                # _run_task absorbs the job's own cancellation (on request or at shutdown) and
-                # takes it back from this runner's task, so the runner carries on.
-                if producer.traced:  # a span per execution, child of the enqueue's (if traced)
-                    job = held.job
-                    with tracing.consumer_span(
-                        job.task, job.queue, job.id, job.attempt, job.trace_parent
-                    ) as span:
-                        outcome = await self._run_task(held)
-                        if outcome.kind is OutcomeKind.FAIL:
-                            tracing.mark_failed(span, outcome.error or "failed")
-                else:
-                    outcome = await self._run_task(held)
-            held.phase, held.task = Phase.FINISHING, None
-            self._executed()
-            try:
-                tx = self._transactions.detach(held.ctx)
-                if tx is None:
-                    await self._completer.finish(held, outcome)
-                else:
-                    self.stats.transactions += 1
-                    await self._completer.finish_in_transaction(held, outcome, tx)
-            finally:
-                self.inflight.put_down()
-            if self.burst:
-                self._producer.wake()  # burst mode exits once nothing is held
-            ran += 1
-            if ran % 64 == 0:
-                await asyncio.sleep(0)  # a runner on a run of instant jobs lets the loop breathe
-
-    async def _run_task(self, held: Held) -> Outcome:
-        bound = executor.bind(self.tasks, self.default_task, held.job)
-        if isinstance(bound, Outcome):
-            return bound
-        if self._threads is None:  # pragma: no cover - run() creates it first
-            raise ConfigError("worker is not running")
-
-        def on_thread(future: concurrent.futures.Future[Any]) -> None:
-            held.thread = future
-            self._thread_futures.add(future)
-            future.add_done_callback(self._thread_futures.discard)
-
-        return await executor.run(
-            bound, held.ctx, threads=self._threads, on_thread=on_thread, cancelled=lambda: held.cancelled
-        )
+        self._runners.ready.put(held)
 
     async def _shutdown(self, acker: asyncio.Task[None]) -> None:
         loop = asyncio.get_running_loop()
         # Jobs claimed but not started are released at once, in one batch (no attempt spent).
-        waiting: list[Held] = []
-        while not self._ready.empty():
-            waiting.append(self._ready.get_nowait())
+        waiting = self._runners.ready.take_all()
         if waiting:
-            self._executed(len(waiting))
+            self._runners.executed(len(waiting))
             await self._completer.release_unstarted(waiting)
         if not self.inflight.idle.is_set() and not self.forced:
             log.info("waiting up to %s for %s running jobs", self.grace_period, self.inflight.busy)
@@ -483,7 +399,7 @@ class AsyncWorker:
                     await asyncio.wait_for(
                         self.inflight.idle.wait(), timeout=min(0.2, deadline - loop.time())
                     )
-        self._cancel_running()
+        self._runners.cancel_running()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.inflight.idle.wait(), timeout=5)
         # Let the acker finish every flush, including one already in flight.
