@@ -49,6 +49,8 @@ FULL: dict[str, int] = {
     "drain_jobs": 100_000,
     "latency_rate": 500,
     "latency_jobs": 10_000,
+    "idle_rate": 10,
+    "idle_jobs": 200,
     "backlog_small": 10_000,
     "backlog_large": 1_000_000,
     "history_rows": 10_000_000,
@@ -61,13 +63,15 @@ SMOKE: dict[str, int] = {
     "drain_jobs": 2_000,
     "latency_rate": 200,
     "latency_jobs": 200,
+    "idle_rate": 20,
+    "idle_jobs": 20,
     "backlog_small": 500,
     "backlog_large": 5_000,
     "history_rows": 20_000,
     "history_drain": 2_000,
 }
 #: Sizes that are rates or batch shapes, not job counts: --scale leaves them alone.
-UNSCALED = {"batch_size", "latency_rate"}
+UNSCALED = {"batch_size", "latency_rate", "idle_rate"}
 #: Systems that drain at ~1k jobs/s here drain a tenth of the jobs (rates compare) and sit out
 #: the 1M backlog.
 SLOW_DRAIN = {"Procrastinate": 0.1, "BullMQ (PostgreSQL)": 0.1}
@@ -218,19 +222,23 @@ class Runner:
                         m.notes.append(f"{n:,} jobs")
 
     def latencies(self) -> None:
-        rate, n = self.sizes["latency_rate"], self.sizes["latency_jobs"]
-        label = f"pickup latency at a steady {rate:,} jobs/s, enqueue commit to task start ({n:,} jobs), p50"
+        """Pickup latency at a steady rate, and of an idle consumer (one job every 1/idle_rate s)."""
         consumers = [x for x in self.systems if x.todo and x.takes_part("latency")]
-        for order in self.rotations(consumers):
-            for system in order:
-                system.module.reset(system.dsn)
-                vacuum(system.dsn)
-                if system.external:
-                    out = system.module.latency(system.dsn, rate, n)
-                else:
-                    out = latency.measure(system.key, system.dsn, rate, n)
-                self.record(label, system.name, "ms", out["p50_ms"], p95_ms=out["p95_ms"], p99_ms=out["p99_ms"],
-                            max_ms=out["max_ms"])  # fmt: skip
+        steady = (self.sizes["latency_rate"], self.sizes["latency_jobs"])
+        idle = (self.sizes["idle_rate"], self.sizes["idle_jobs"])
+        for (rate, n), what in ((steady, f"at a steady {steady[0]:,} jobs/s"),
+                                (idle, f"of an idle consumer, one job every {1000 // idle[0]} ms")):  # fmt: skip
+            label = f"pickup latency {what}, enqueue sent to task start ({n:,} jobs), p50"
+            for order in self.rotations(consumers):
+                for system in order:
+                    system.module.reset(system.dsn)
+                    vacuum(system.dsn)
+                    if system.external:
+                        out = system.module.latency(system.dsn, rate, n)
+                    else:
+                        out = latency.measure(system.key, system.dsn, rate, n)
+                    self.record(label, system.name, "ms", out["p50_ms"], p95_ms=out["p95_ms"],
+                                p99_ms=out["p99_ms"], max_ms=out["max_ms"])  # fmt: skip
 
     def backlogs(self) -> None:
         """Drain rate with a small and a large backlog; the large drain also samples worker RSS.

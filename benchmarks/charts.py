@@ -72,25 +72,30 @@ def throughput(results: list[dict[str, Any]], path: Path) -> Path:
 
 
 def latency(results: list[dict[str, Any]], path: Path) -> Path | None:
-    """p50/p95/p99 pickup latency per system."""
+    """p50/p95/p99 pickup latency per system, one panel per latency workload (steady, idle)."""
     rows = [r for r in results if r["unit"] == "ms" and r["median"]]
     if not rows:
         return None
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+    fig, axes = plt.subplots(
+        1, len(workloads), figsize=(9 if len(workloads) == 1 else 12, 3.6), squeeze=False
+    )
     labels = ("p50", "p95", "p99")
-    width = 0.8 / len(rows)
-    for i, r in enumerate(rows):
-        values = [r["median"], r["medians"].get("p95_ms", 0), r["medians"].get("p99_ms", 0)]
-        xs = [k + i * width for k in range(3)]
-        ax.bar(xs, values, width=width, color=COLORS.get(r["system"], "#888"), label=r["system"])
-        for x, v in zip(xs, values, strict=True):
-            ax.text(x, v, f"{v:.1f}" if v < 100 else f"{v:,.0f}", ha="center", va="bottom", fontsize=6)
-    ax.set_xticks([k + 0.4 - width / 2 for k in range(3)], labels)
-    ax.set_yscale("log")  # the slowest peers are thousands of times slower
-    ax.set_ylabel("ms, enqueue commit → task start (log)")
-    ax.set_title(_short(rows[0]["workload"]).replace("pickup latency at a steady", "steady"), fontsize=9)
-    ax.legend(fontsize=8)
+    for ax, workload in zip(axes[0], workloads, strict=True):
+        group = [r for r in rows if r["workload"] == workload]
+        width = 0.8 / len(group)
+        for i, r in enumerate(group):
+            values = [r["median"], r["medians"].get("p95_ms", 0), r["medians"].get("p99_ms", 0)]
+            xs = [k + i * width for k in range(3)]
+            ax.bar(xs, values, width=width, color=COLORS.get(r["system"], "#888"), label=r["system"])
+            for x, v in zip(xs, values, strict=True):
+                ax.text(x, v, f"{v:.1f}" if v < 100 else f"{v:,.0f}", ha="center", va="bottom", fontsize=6)
+        ax.set_xticks([k + 0.4 - width / 2 for k in range(3)], labels)
+        ax.set_yscale("log")  # the slowest peers are thousands of times slower
+        ax.set_ylabel("ms, enqueue sent → task start (log)")
+        ax.set_title(_short(workload).replace("pickup latency ", ""), fontsize=9)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

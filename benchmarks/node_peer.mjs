@@ -23,7 +23,8 @@ export const stopped = () => new Promise((resolve) => process.on('message', reso
 
 // The parent's side: fork `script` with `childArgs` (its consumer), enqueue a warm-up job and
 // wait until the child ran it, then enqueue n jobs at `rate` per second, one `enqueue(i)` each,
-// and return each job's latency from its enqueue returning to its start.
+// and return each job's latency from its enqueue being sent (the enqueue statement's start) to
+// its start: the enqueue's own round trip and commit count, as they do for the caller.
 export async function latency(script, childArgs, rate, n, enqueue) {
   const child = fork(script, childArgs);
   const messages = [];
@@ -32,16 +33,16 @@ export async function latency(script, childArgs, rate, n, enqueue) {
   const next = () => new Promise((resolve) => { if (messages.length) resolve(messages.shift()); else wake = () => { wake = null; resolve(messages.shift()); }; });
   await enqueue(-1);
   await next(); // ready
-  const committed = new Array(n);
+  const sent = new Array(n);
   const start = performance.now();
   for (let i = 0; i < n; i++) {
     const delay = start + (i * 1000) / rate - performance.now();
     if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    sent[i] = now();
     await enqueue(i);
-    committed[i] = now();
   }
   const seconds = (performance.now() - start) / 1000;
   const { started } = await next();
   child.send('stop');
-  return { latencies_ms: committed.map((t, i) => (started[i] - t) * 1000), offered_rate: n / seconds };
+  return { latencies_ms: sent.map((t, i) => (started[i] - t) * 1000), offered_rate: n / seconds };
 }
