@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING
 from typing import Any
 
@@ -50,10 +50,10 @@ CLAIM_COLUMNS = (
 # quarter of the worker's own CPU per no-op job. A claimed job is built from its slots' setters
 # instead (a unit test checks that both ways build equal Jobs).
 _CLAIM_SETTERS = tuple(getattr(Job, name).__set__ for name in CLAIM_COLUMNS)
-_UNCLAIMED = tuple(
-    (getattr(Job, name).__set__, f.default_factory if f.default is MISSING else None, f.default)
-    for name, f in Job.__dataclass_fields__.items()
-    if name not in CLAIM_COLUMNS
+_UNCLAIMED = [f for name, f in Job.__dataclass_fields__.items() if name not in CLAIM_COLUMNS]
+_DEFAULTS = tuple((getattr(Job, f.name).__set__, f.default) for f in _UNCLAIMED if f.default is not MISSING)
+_FACTORIES: tuple[tuple[Callable[[Job, Any], None], Callable[[], Any]], ...] = tuple(
+    (getattr(Job, f.name).__set__, f.default_factory) for f in _UNCLAIMED if f.default_factory is not MISSING
 )
 _STATE_AT = CLAIM_COLUMNS.index("state")
 
@@ -64,8 +64,10 @@ def job_from_claim(row: tuple[Any, ...]) -> Job:
     for set_, value in zip(_CLAIM_SETTERS, row, strict=True):
         set_(job, value)
     _CLAIM_SETTERS[_STATE_AT](job, _STATES[row[_STATE_AT]])
-    for set_, factory, default in _UNCLAIMED:
-        set_(job, default if factory is None else factory())
+    for set_, default in _DEFAULTS:
+        set_(job, default)
+    for set_, factory in _FACTORIES:
+        set_(job, factory())
     return job
 
 

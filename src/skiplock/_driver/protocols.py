@@ -12,7 +12,14 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol
 
-__all__ = ["AsyncJobConnection", "AsyncJobCursor", "CallerConnection", "JobConnection", "JobCursor"]
+__all__ = [
+    "AsyncJobConnection",
+    "AsyncJobCursor",
+    "CallerConnection",
+    "JobConnection",
+    "JobCursor",
+    "TaskThread",
+]
 
 
 class CallerConnection(Protocol):
@@ -92,3 +99,12 @@ class AsyncJobConnection(Protocol):
     def transaction(
         self, savepoint_name: str | None = ..., force_rollback: bool = ...
     ) -> AbstractAsyncContextManager[Any]: ...
+
+
+class TaskThread(Protocol):
+    """A ``def`` task's run in its thread, as the job transaction sees it: whether it is over, and
+    a callback once it is (run at once, in the adding thread, if it already is)."""
+
+    def done(self) -> bool: ...
+
+    def add_done_callback(self, fn: Any, /) -> None: ...

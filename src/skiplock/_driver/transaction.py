@@ -14,7 +14,6 @@ finishes it). Errors leave as skiplock errors (``skiplock._driver.errors``).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -27,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from skiplock._core.statements import BoundStatement
 from skiplock._core.text import ESCAPE_ARGS
 from skiplock._driver.errors import translated
+from skiplock._driver.protocols import TaskThread
 from skiplock.errors import ConfigError
 
 __all__ = ["TxConnection", "TxPools", "Verdict", "async_kind", "sync_kind"]
@@ -181,7 +181,7 @@ class TxPools:
 
     # -- both --------------------------------------------------------------------------------
 
-    async def abort(self, conn: TxConnection, thread: concurrent.futures.Future[Any] | None) -> None:
+    async def abort(self, conn: TxConnection, thread: TaskThread | None) -> None:
         """Roll back ``conn`` and put it back; a sync one is driven from a thread.
 
         ``thread``: the ``def`` task's thread, which may still use the connection. Its statement

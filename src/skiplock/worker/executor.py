@@ -8,9 +8,7 @@ the task in the caller's thread. Both bind arguments with :func:`bind` and class
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import contextvars
 import functools
 import inspect
 import time
@@ -25,6 +23,7 @@ from skiplock.context import _CURRENT, JobContext, set_current
 from skiplock.errors import ConfigError
 from skiplock.models import Job, Json
 from skiplock.task import Task
+from skiplock.worker.threads import TaskThreads, ThreadRun
 
 __all__ = ["Bound", "bind", "run", "run_inline"]
 
@@ -52,13 +51,13 @@ async def run(
     bound: Bound,
     ctx: JobContext,
     *,
-    threads: concurrent.futures.Executor,
-    on_thread: Callable[[concurrent.futures.Future[Any]], None],
+    threads: TaskThreads,
+    on_thread: Callable[[ThreadRun], None],
     cancelled: Callable[[], bool],
 ) -> Outcome:
     """Run the task in this task (``async def``) or in ``threads`` (``def``), within its timeout.
 
-    ``on_thread`` receives a ``def`` task's future as soon as it is submitted. A cancellation of
+    ``on_thread`` receives a ``def`` task's run as soon as it is handed to a thread. A cancellation of
     the calling task (on request, or a shutdown past its grace period) is absorbed: it ends the
     job as cancelled when ``cancelled()`` says so, else releases it; the caller carries on.
     """
@@ -69,11 +68,9 @@ async def run(
         if task.is_async:
             call = task.fn(**bound.kwargs)
         else:
-            future = threads.submit(
-                contextvars.copy_context().run, functools.partial(task.fn, **bound.kwargs)
-            )
-            on_thread(future)
-            call = asyncio.wrap_future(future)
+            run = threads.submit(functools.partial(task.fn, **bound.kwargs))
+            on_thread(run)
+            call = run.future
         if deadline is None:
             result = await call
         else:

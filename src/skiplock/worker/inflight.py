@@ -9,7 +9,6 @@ is on its way; the worker is idle when none is.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import enum
 import logging
 import uuid
@@ -20,6 +19,7 @@ from typing import Any
 from skiplock.context import JobContext
 from skiplock.errors import ConfigError
 from skiplock.models import Job
+from skiplock.worker.threads import ThreadRun
 
 __all__ = ["Held", "InFlight", "Phase", "WorkerStats", "fields", "token"]
 
@@ -62,7 +62,7 @@ class Held:
     phase: Phase = Phase.WAITING
     task: asyncio.Task[None] | None = None  # the runner running it
     cancelled: bool = False  # someone called cancel() on it: end it as cancelled, never release it
-    thread: concurrent.futures.Future[Any] | None = None  # a def task's run in the thread pool
+    thread: ThreadRun | None = None  # a def task's run in its thread
     # Loop time until which the lease surely holds: the claim's or the latest extension's
     # sending time plus the lease (the database's own expiry is later, never earlier).
     lease_until: float = 0.0

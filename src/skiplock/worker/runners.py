@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from skiplock._core import tracing
@@ -25,6 +23,7 @@ from skiplock.worker import executor
 from skiplock.worker.completer import Completer
 from skiplock.worker.inflight import Held, InFlight, Phase, WorkerStats
 from skiplock.worker.producer import Producer
+from skiplock.worker.threads import TaskThreads, ThreadRun
 from skiplock.worker.transactional import JobTransactions
 
 __all__ = ["ReadyJobs", "Runners"]
@@ -123,12 +122,12 @@ class Runners:
         self.stopping = stopping
         self.still_held = still_held
         self.ready = ReadyJobs()
-        self.threads: ThreadPoolExecutor | None = None
-        self.thread_futures: set[concurrent.futures.Future[Any]] = set()
+        self.threads: TaskThreads | None = None
+        self.thread_runs: set[ThreadRun] = set()
 
     def start(self) -> list[asyncio.Task[None]]:
         """Start the thread pool and the runners; return the runners' tasks."""
-        self.threads = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="skiplock-task")
+        self.threads = TaskThreads(self.concurrency)
         return [
             asyncio.create_task(self._run(), name=f"skiplock-runner-{i}") for i in range(self.concurrency)
         ]
@@ -136,11 +135,11 @@ class Runners:
     def close(self) -> None:
         """Stop the thread pool without waiting: a thread past its timeout cannot be stopped."""
         if self.threads is not None:
-            self.threads.shutdown(wait=False, cancel_futures=True)
+            self.threads.shutdown()
 
     @property
     def has_stuck_threads(self) -> bool:
-        return any(not f.done() for f in list(self.thread_futures))  # the set shrinks from threads
+        return any(not r.done() for r in list(self.thread_runs))  # the set shrinks from threads
 
     def executed(self, n: int = 1) -> None:
         self.inflight.executed(n)
@@ -210,10 +209,10 @@ class Runners:
         if self.threads is None:  # pragma: no cover - start() creates it first
             raise ConfigError("worker is not running")
 
-        def on_thread(future: concurrent.futures.Future[Any]) -> None:
-            held.thread = future
-            self.thread_futures.add(future)
-            future.add_done_callback(self.thread_futures.discard)
+        def on_thread(run: ThreadRun) -> None:
+            held.thread = run
+            self.thread_runs.add(run)
+            run.add_done_callback(self.thread_runs.discard)
 
         return await executor.run(
             bound, held.ctx, threads=self.threads, on_thread=on_thread, cancelled=lambda: held.cancelled

@@ -18,12 +18,10 @@ commit right after releases it. Every other ending rolls the writes back.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
-from typing import Any
 
 from skiplock._core.statements import BoundStatement
-from skiplock._driver.protocols import AsyncJobConnection, JobConnection
+from skiplock._driver.protocols import AsyncJobConnection, JobConnection, TaskThread
 from skiplock._driver.transaction import TxConnection, TxPools, Verdict, async_kind, sync_kind
 from skiplock.context import JobContext
 from skiplock.errors import ConfigError
@@ -139,7 +137,7 @@ class JobTransactions:
         """
         return await self._pools.commit_completion(conn, stmt)
 
-    async def abort(self, conn: TxConnection, thread: concurrent.futures.Future[Any] | None) -> None:
+    async def abort(self, conn: TxConnection, thread: TaskThread | None) -> None:
         """Roll the attempt's writes back and give its connection back to the pool.
 
         ``thread``: the ``def`` task's thread, which may still run (past its timeout, or
