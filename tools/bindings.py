@@ -75,8 +75,10 @@ def _binder(stmt: Statement, origin: str) -> list[str]:
             value = f"None if {p.name} is None else list({p.name})" if p.nullable else f"list({p.name})"
         args.append(f"{p.name}: {annotation} | None = None" if p.nullable else f"{p.name}: {annotation}")
         values.append(f'"{p.name}": {value}')
-    signature = f"def {stmt.name}(*, {', '.join(args)}) -> BoundStatement:" if args else (
-        f"def {stmt.name}() -> BoundStatement:"
+    signature = (
+        f"def {stmt.name}(*, {', '.join(args)}) -> BoundStatement:"
+        if args
+        else (f"def {stmt.name}() -> BoundStatement:")
     )
     returns = f"rows of :class:`{_class_name(stmt.name)}`" if stmt.columns else "no rows"
     lines = [signature, f'    """Bind ``{stmt.name}`` ({origin}, :{stmt.kind}: {returns})."""']

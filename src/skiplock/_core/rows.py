@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from skiplock._core.queries import ClaimRow
 from skiplock.models import (
     Failure,
     GraphNode,
@@ -37,16 +38,17 @@ __all__ = [
 _JOB_FIELDS = frozenset(Job.__dataclass_fields__)
 _STATES = {s.value: s for s in JobState}
 
-#: Column order of the ``claim`` named query (sql/queries/job.sql); a unit test keeps them equal.
-CLAIM_COLUMNS = (
-    "id", "queue", "task", "args", "state", "priority", "attempt", "max_attempts", "run_at", "created_at",
-    "attempted_at", "lease_token", "lease_expires_at", "worker_id", "dedupe_key", "cancel_requested",
-    "retry_policy", "trace_parent",
-)  # fmt: skip
+#: Column order of the ``claim`` named query: its ``-- returns:`` line (sql/queries/job.sql),
+#: which tests/integration/test_named_queries.py compares with what the server returns.
+CLAIM_COLUMNS = ClaimRow._fields
 
 
 def job_from_claim(row: tuple[Any, ...]) -> Job:
-    """Build a Job from a tuple row of the ``claim`` query: the worker's hot path, so no dict."""
+    """Build a Job from a tuple row of the ``claim`` query: the worker's hot path, so no dict.
+
+    The unpacking follows :class:`ClaimRow`; tests/unit/test_rows.py checks each field lands on
+    the Job attribute of its name.
+    """
     (id_, queue, task, args, state, priority, attempt, max_attempts, run_at, created_at,
      attempted_at, lease_token, lease_expires_at, worker_id, dedupe_key, cancel_requested,
      retry_policy, trace_parent) = row  # fmt: skip

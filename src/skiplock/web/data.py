@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from skiplock._core import rows, statements
+from skiplock._core import queries, rows
 from skiplock._core.cron import next_tick
 from skiplock._core.statements import BoundStatement
 from skiplock._driver.conninfo import resolve_dsn
@@ -143,11 +143,11 @@ class Dashboard:
         if self._overview is not None and now - self._overview[0] < self._stats_ttl:
             return self._overview[1]
         started = time.monotonic()
-        stats = await self._all(statements.queue_stats())
+        stats = await self._all(queries.queue_stats())
         self._stats_ttl = max(_OVERVIEW_TTL_S, _COST_FACTOR * (time.monotonic() - started))
         if self._activity is None or now - self._activity[0] >= self._activity_ttl:
             started = time.monotonic()
-            found = await self._all(statements.queue_activity())
+            found = await self._all(queries.queue_activity())
             self._activity_ttl = max(_SAMPLE_EVERY_S, _COST_FACTOR * (time.monotonic() - started))
             self._activity = (now, {a.queue: a for a in map(rows.activity_from_row, found)})
         activity = self._activity[1]
@@ -218,24 +218,24 @@ class Dashboard:
 
     async def job(self, job_id: int) -> Job:
         """One job, live or finished. Raises JobNotFound."""
-        found = await self._all(statements.get_job(job_id))
+        found = await self._all(queries.get_job(job_id=job_id))
         if not found:
             raise JobNotFound(f"no job with id {job_id}")
         return rows.job_from_row(found[0])
 
     async def graph(self, job_id: int) -> list[GraphNode]:
         """The workflow of ``job_id`` (``skiplock.job_graph``): just the job when it has no links."""
-        return [rows.graph_node_from_row(r) for r in await self._all(statements.job_graph(job_id))]
+        return [rows.graph_node_from_row(r) for r in await self._all(queries.job_graph(job_id=job_id))]
 
     async def workers(self) -> list[WorkerInfo]:
         """Every registered worker (``skiplock.workers``)."""
-        found = await self._all(statements.list_workers())
+        found = await self._all(queries.list_workers())
         return [WorkerInfo(**{k: r[k] for k in WorkerInfo.__dataclass_fields__}) for r in found]
 
     async def schedules(self) -> list[tuple[Schedule, datetime | None]]:
         """Every schedule with its next tick (None when paused or its expression no longer parses)."""
         out = []
-        for r in await self._all(statements.list_schedules()):
+        for r in await self._all(queries.list_schedules()):
             schedule = rows.schedule_from_row(r)
             upcoming: datetime | None = None
             if not schedule.paused:
@@ -248,7 +248,7 @@ class Dashboard:
 
     async def health(self) -> dict[str, Any]:
         """Every ``skiplock.health`` check, the tables' dead rows, the partitions, NOTIFY usage."""
-        checks: list[HealthCheck] = [rows.health_from_row(r) for r in await self._all(statements.health())]
+        checks: list[HealthCheck] = [rows.health_from_row(r) for r in await self._all(queries.health())]
         tables = await self._all(_bind("web_tables"))
         partitions = await self._all(_bind("web_partitions"))
         usage = await self._all(_bind("web_notify_usage"))
@@ -265,11 +265,11 @@ class Dashboard:
 
     async def retry(self, job_ids: Sequence[int]) -> list[int]:
         """``skiplock.retry``: run failed, cancelled, scheduled or retryable jobs again now."""
-        return [int(r["id"]) for r in await self._write(statements.retry(job_ids))]
+        return [int(r["id"]) for r in await self._write(queries.retry(job_ids=job_ids))]
 
     async def cancel(self, job_ids: Sequence[int]) -> dict[int, str]:
         """``skiplock.cancel``: stop queued jobs, ask running ones to stop."""
-        return {int(r["job_id"]): str(r["state"]) for r in await self._write(statements.cancel(job_ids))}
+        return {int(r["job_id"]): str(r["state"]) for r in await self._write(queries.cancel(job_ids=job_ids))}
 
     async def bulk(self, action: str, flt: JobFilter, *, max_id: int, cap: int) -> int:
         """Retry or cancel the jobs ``flt`` selects with ids up to ``max_id``; return how many."""
@@ -277,32 +277,32 @@ class Dashboard:
         return len(await self._write(_bind(name, **flt.params(), max_id=max_id, cap=cap)))
 
     async def pause_queue(self, name: str) -> None:
-        await self._write(statements.pause_queue(name))
+        await self._write(queries.pause_queue(queue=name))
 
     async def resume_queue(self, name: str) -> None:
-        await self._write(statements.resume_queue(name))
+        await self._write(queries.resume_queue(queue=name))
 
     async def set_queue_limits(self, name: str, **limits: Any) -> None:
         """``skiplock.set_queue_limits``: None removes a limit. Raises InvalidInput."""
         await self._write(
-            statements.set_queue_limits(
-                name,
-                limits.get("concurrency"),
-                limits.get("rate"),
-                limits.get("burst"),
-                limits.get("key_arg"),
-                limits.get("per_key"),
-                limits.get("key_rate"),
-                limits.get("key_burst"),
+            queries.set_queue_limits(
+                queue=name,
+                concurrency=limits.get("concurrency"),
+                rate=limits.get("rate"),
+                burst=limits.get("burst"),
+                key_arg=limits.get("key_arg"),
+                per_key=limits.get("per_key"),
+                key_rate=limits.get("key_rate"),
+                key_burst=limits.get("key_burst"),
             )
         )
 
     async def pause_schedule(self, name: str) -> bool:
-        found = await self._write(statements.pause_schedule(name))
+        found = await self._write(queries.pause_schedule(name=name))
         return bool(found and found[0]["found"])
 
     async def resume_schedule(self, name: str) -> bool:
-        found = await self._write(statements.resume_schedule(name))
+        found = await self._write(queries.resume_schedule(name=name))
         return bool(found and found[0]["found"])
 
     # ---- plumbing -----------------------------------------------------------------------

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from skiplock._core import statements, tracing
+from skiplock._core import queries, tracing
 from skiplock._core.outcome import CANCELLED, RELEASE, Outcome, OutcomeKind
 from skiplock._core.rows import parent_result_from_row
 from skiplock._core.text import ESCAPE_ARGS
@@ -500,7 +500,7 @@ class _JobReads:
         self._worker = worker
 
     async def aparent_results(self, job_id: int) -> list[ParentResult]:
-        rows = await self._worker._database.rows(statements.parent_results(job_id))
+        rows = await self._worker._database.rows(queries.parent_results(job_id=job_id))
         return [parent_result_from_row(r) for r in rows]
 
     def parent_results(self, job_id: int) -> list[ParentResult]:
