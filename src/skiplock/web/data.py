@@ -24,7 +24,6 @@ from skiplock._core.statements import BoundStatement
 from skiplock._driver.conninfo import resolve_dsn
 from skiplock._driver.executor_async import AsyncExecutor, Conn
 from skiplock._driver.session_async import AsyncSession
-from skiplock._sql import QUERIES
 from skiplock.errors import JobNotFound
 from skiplock.models import (
     GraphNode,
@@ -52,16 +51,10 @@ CANCEL_STATES = (
 )
 #: Columns of the overview, in life-cycle order (failed: the whole dead-letter set).
 OVERVIEW_STATES = ("waiting", "scheduled", "available", "running", "retryable", "failed")
-_QUEUE_COLUMNS = ("name", "paused_at", "paused_until", "concurrency_limit", "rate_limit", "rate_burst",
-                  "key_arg", "key_concurrency_limit", "key_rate_limit", "key_rate_burst")  # fmt: skip
 _OVERVIEW_TTL_S = 1.0
 _SAMPLE_EVERY_S = 5.0  # queue_activity averages a minute: sampling it faster shows nothing new
 _SAMPLES = 120  # ten minutes of trend at one sample per five seconds
 _COST_FACTOR = 100  # re-read a count no sooner than this many times its last read took
-
-
-def _bind(name: str, /, **params: Any) -> BoundStatement:
-    return BoundStatement(QUERIES[name], params)
 
 
 #: How many jobs (by id, newest first) one page of the job search examines at most.
@@ -184,8 +177,8 @@ class Dashboard:
 
     async def queue(self, name: str) -> dict[str, Any]:
         """The ``skiplock.queue`` row of ``name`` (pause and limits): all None when it has none."""
-        found = await self._all(_bind("web_queue", queue=name))
-        return found[0] if found else dict.fromkeys(_QUEUE_COLUMNS)
+        found = await self._all(queries.web_queue(queue=name))
+        return found[0] if found else dict.fromkeys(queries.WebQueueRow._fields)
 
     async def search(self, flt: JobFilter, *, before_id: int | None, limit: int) -> SearchPage:
         """Up to ``limit`` jobs matching ``flt``, newest first, ids below ``before_id``.
@@ -198,7 +191,7 @@ class Dashboard:
         if top is None:
             return SearchPage(jobs=[], older=None, searched=None)
         found = await self._all(
-            _bind("web_search_jobs", **flt.params(), top=top, window=self.search_window, limit=limit + 1)
+            queries.web_search_jobs(**flt.params(), top=top, window=self.search_window, limit=limit + 1)
         )
         if len(found) > limit:
             return SearchPage(jobs=found[:limit], older=int(found[limit - 1]["id"]), searched=None)
@@ -207,13 +200,13 @@ class Dashboard:
         return SearchPage(jobs=found, older=older, searched=(floor, top - 1) if older is not None else None)
 
     async def _search_top(self, before_id: int | None) -> int | None:
-        found = await self._all(_bind("web_search_top", before_id=before_id))
+        found = await self._all(queries.web_search_top(before_id=before_id))
         return None if found[0]["top"] is None else int(found[0]["top"])
 
     async def count(self, flt: JobFilter, action: str, cap: int) -> tuple[int, int | None]:
         """How many jobs (up to ``cap + 1``) a bulk ``action`` would touch, and their highest id."""
         states = [str(s) for s in (RETRY_STATES if action == "retry" else CANCEL_STATES)]
-        found = await self._all(_bind("web_count_jobs", **flt.params(), states=states, cap=cap))
+        found = await self._all(queries.web_count_jobs(**flt.params(), states=states, cap=cap))
         return int(found[0]["jobs"]), found[0]["max_id"]
 
     async def job(self, job_id: int) -> Job:
@@ -249,10 +242,10 @@ class Dashboard:
     async def health(self) -> dict[str, Any]:
         """Every ``skiplock.health`` check, the tables' dead rows, the partitions, NOTIFY usage."""
         checks: list[HealthCheck] = [rows.health_from_row(r) for r in await self._all(queries.health())]
-        tables = await self._all(_bind("web_tables"))
-        partitions = await self._all(_bind("web_partitions"))
-        usage = await self._all(_bind("web_notify_usage"))
-        sees = await self._all(_bind("web_sees_all_sessions"))
+        tables = await self._all(queries.web_tables())
+        partitions = await self._all(queries.web_partitions())
+        usage = await self._all(queries.web_notify_usage())
+        sees = await self._all(queries.web_sees_all_sessions())
         return {
             "sees_all_sessions": bool(sees and sees[0]["sees"]),
             "checks": checks,
@@ -273,8 +266,8 @@ class Dashboard:
 
     async def bulk(self, action: str, flt: JobFilter, *, max_id: int, cap: int) -> int:
         """Retry or cancel the jobs ``flt`` selects with ids up to ``max_id``; return how many."""
-        name = "web_bulk_retry" if action == "retry" else "web_bulk_cancel"
-        return len(await self._write(_bind(name, **flt.params(), max_id=max_id, cap=cap)))
+        bind = queries.web_bulk_retry if action == "retry" else queries.web_bulk_cancel
+        return len(await self._write(bind(**flt.params(), max_id=max_id, cap=cap)))
 
     async def pause_queue(self, name: str) -> None:
         await self._write(queries.pause_queue(queue=name))
@@ -357,7 +350,7 @@ class Dashboard:
                 await executor.open(timeout=30)
                 self._executor = executor
                 if self.role is None:
-                    found = await executor.one(_bind("web_current_user"))
+                    found = await executor.one(queries.web_current_user())
                     self.role = str(found["role"]) if found else "?"
         assert self._executor is not None
         return self._executor
@@ -365,9 +358,9 @@ class Dashboard:
 
 async def _monitor_role(executor: AsyncExecutor, conn: Conn) -> None:
     """Run a read-only dashboard's connection as skiplock_monitor when the login may."""
-    found = await executor.one(_bind("web_monitor_role"), conn=conn)
+    found = await executor.one(queries.web_monitor_role(), conn=conn)
     if found and found["usable"]:
-        await executor.run(_bind("web_set_monitor_role"), conn=conn)
+        await executor.run(queries.web_set_monitor_role(), conn=conn)
 
 
 def describe_limits(row: dict[str, Any]) -> str:
