@@ -150,8 +150,10 @@ class AsyncExecutor:
         names = stmt.statement.column_names
         if names is not None:
             # Dicts keyed by the declared columns (tests/integration/test_named_queries.py keeps
-            # them equal to what the server returns): no description read, no dict_row.
-            return [dict(zip(names, row, strict=True)) for row in await cls._tuples_on(conn, stmt)]
+            # them equal to what the server returns): no description read, no dict_row. Not
+            # strict: a newer schema may append columns to a view or to skiplock.job (Postgres
+            # only ever appends them), which this version does not read.
+            return [dict(zip(names, row, strict=False)) for row in await cls._tuples_on(conn, stmt)]
         async with psycopg.AsyncCursor(conn, row_factory=dict_row) as cur:  # a statement built by hand
             await cur.execute(stmt.statement.text, stmt.params)
             if cur.description is None:

@@ -101,7 +101,7 @@ class Session:
                     cur.execute(stmt.statement.text, stmt.params or None)
                     if not names:
                         return []
-                    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+                    return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
             with self._conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(stmt.statement.text, stmt.params or None)
                 return cur.fetchall() if cur.description is not None else []

@@ -100,7 +100,7 @@ class AsyncSession:
                     await cur.execute(stmt.statement.text, stmt.params or None)
                     if not names:
                         return []
-                    return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+                    return [dict(zip(names, row, strict=False)) for row in await cur.fetchall()]
             async with self._conn.cursor(row_factory=dict_row) as cur:
                 await cur.execute(stmt.statement.text, stmt.params or None)
                 return await cur.fetchall() if cur.description is not None else []
