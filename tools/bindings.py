@@ -38,7 +38,6 @@ _SCALARS = {
     "text": "str",
     "timestamptz": "datetime",
     "uuid": "UUID",
-    "void": "None",
 }
 
 
@@ -75,11 +74,8 @@ def _binder(stmt: Statement, origin: str) -> list[str]:
             value = f"None if {p.name} is None else list({p.name})" if p.nullable else f"list({p.name})"
         args.append(f"{p.name}: {annotation} | None = None" if p.nullable else f"{p.name}: {annotation}")
         values.append(f'"{p.name}": {value}')
-    signature = (
-        f"def {stmt.name}(*, {', '.join(args)}) -> BoundStatement:"
-        if args
-        else (f"def {stmt.name}() -> BoundStatement:")
-    )
+    star = f"*, {', '.join(args)}" if args else ""
+    signature = f"def {stmt.name}({star}) -> BoundStatement:"
     returns = f"rows of :class:`{_class_name(stmt.name)}`" if stmt.columns else "no rows"
     lines = [signature, f'    """Bind ``{stmt.name}`` ({origin}, :{stmt.kind}: {returns})."""']
     lines.append(f'    return BoundStatement(QUERIES["{stmt.name}"], {{{", ".join(values)}}})')
@@ -97,7 +93,7 @@ def _row(stmt: Statement, origin: str) -> list[str]:
         if c.name.startswith("_") or c.name in ("count", "index") or keyword.iskeyword(c.name):
             raise SystemExit(f"{where}: column {c.name!r} cannot be a NamedTuple field; alias it")
         annotation = _python(c.type, param=False, where=where)
-        lines.append(f"    {c.name}: {annotation}{' | None' if c.nullable and annotation != 'None' else ''}")
+        lines.append(f"    {c.name}: {annotation}{' | None' if c.nullable else ''}")
     return lines
 
 
