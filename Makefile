@@ -33,13 +33,15 @@ lint:            ## ruff, ruff format --check, mypy --strict and the import laye
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 
-generate:        ## rewrite the generated files: sync twins, CLI reference, schema dump
+generate:        ## rewrite the generated files: sync twins, query bindings, CLI reference, schema dump
 	$(PY) tools/async_to_sync.py
+	$(PY) tools/bindings.py
 	$(PY) tools/cli_reference.py
 	$(PY) tools/schema_dump.py
 
 check-generated: ## fail if a generated file differs from what `make generate` would write
 	$(PY) tools/async_to_sync.py --check
+	$(PY) tools/bindings.py --check
 	$(PY) tools/cli_reference.py --check
 	$(PY) tools/schema_dump.py --check
 

@@ -3,6 +3,7 @@
 -- queue's history.
 
 -- name: queue_known :one
+-- returns: known boolean
 -- Whether anything names the queue: a row in skiplock.queue (it was paused, resumed or limited),
 -- a live job (job_claim_idx), a dead-lettered job (job_history_failed_idx), or a registered
 -- worker serving it. Completed and cancelled history is not searched: no index leads there by
@@ -14,6 +15,9 @@ SELECT EXISTS (SELECT 1 FROM skiplock.queue AS q WHERE q.name = %(queue)s::text)
        OR EXISTS (SELECT 1 FROM skiplock.worker AS w WHERE %(queue)s::text = ANY (w.queues)) AS known;
 
 -- name: queue_limits :one
+-- returns: name text, concurrency_limit integer?, rate_limit double precision?, rate_burst integer?
+-- returns: key_arg text?, key_concurrency_limit integer?, key_rate_limit double precision?
+-- returns: key_rate_burst integer?
 -- A queue's fleet-wide limits as skiplock.set_queue_limits stored them; no row when the queue
 -- was never paused or limited.
 SELECT name, concurrency_limit, rate_limit, rate_burst, key_arg, key_concurrency_limit,
@@ -22,6 +26,7 @@ FROM skiplock.queue
 WHERE name = %(queue)s::text;
 
 -- name: events_enabled :one
+-- returns: enabled boolean
 -- Whether skiplock.enable_events() installed its triggers (pg_trigger is readable by every role).
 SELECT EXISTS (
     SELECT 1
@@ -30,4 +35,5 @@ SELECT EXISTS (
 ) AS enabled;
 
 -- name: database_now :one
+-- returns: now timestamptz
 SELECT now() AS now;

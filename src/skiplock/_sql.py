@@ -10,7 +10,9 @@ The files under ``sql/`` are the single source of truth. In a wheel they live at
   ``CREATE OR REPLACE`` after the versioned migrations in the order of ``functions/manifest.txt``,
   and re-applied whenever a file's checksum changes (a repeatable migration).
 - ``after_migrate.sql``: run after any migration that changed something.
-- ``queries/*.sql``: the named statements the library runs.
+- ``queries/*.sql``: the named statements the library runs, annotated (the syntax is described
+  at the top of ``queries/job.sql``); ``tools/bindings.py`` generates their typed binders and row
+  types (``skiplock._core.queries``) from the same parse.
 
 This module only reads those files; it never touches a database.
 """
@@ -23,14 +25,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from typing import LiteralString
 
 __all__ = [
     "QUERIES",
+    "BoundStatement",
+    "Column",
     "Migration",
+    "Param",
     "Routine",
     "Statement",
     "after_migrate",
@@ -40,17 +45,65 @@ __all__ = [
     "sql_root",
 ]
 
-# The :one / :many / :exec suffix tells the reader what a statement returns; nothing reads it.
-_HEADER = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s+:(?:one|many|exec)\s*$", re.M)
+_HEADER = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s+:(?P<kind>one|many|exec)\s*$", re.M)
+#: ``-- returns: col type[?], …`` and ``-- nullable: param, …`` lines inside a block.
+_ANNOTATION = re.compile(r"^\s*--\s*(?P<key>returns|nullable):(?P<value>.*)$")
+#: A placeholder and the cast after it: ``%(queue)s::text``, ``%(ids)b::bigint[]``.
+_PLACEHOLDER = re.compile(
+    r"%\((?P<name>[a-z_][a-z0-9_]*)\)(?P<format>[sb])"
+    r"(?:::(?P<type>double precision|[a-z_][a-z0-9_.]*)(?P<array>(?:\[\])*))?"
+)
+_COLUMN = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*)\s+(?P<type>[a-z_][a-z0-9_. ]*?(?:\[\])*)(?P<null>\?)?$")
 _MIGRATION_FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
 
 @dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter of a named statement: its name, the type of its first cast, and whether it
+    may be NULL (tested with ``IS NULL`` or ``coalesce`` in the statement, or listed in
+    ``-- nullable:``)."""
+
+    name: str
+    type: str
+    nullable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One result column a named statement declares in ``-- returns:``."""
+
+    name: str
+    type: str
+    nullable: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Statement:
-    """A named SQL statement with ``%(param)s`` placeholders."""
+    """A named SQL statement with ``%(param)s`` placeholders.
+
+    ``columns`` is None for a statement built by hand (its rows are described by the server);
+    a parsed ``:exec`` statement declares none and returns no rows.
+    """
 
     name: str
     text: LiteralString
+    kind: str = "many"
+    params: tuple[Param, ...] = ()
+    columns: tuple[Column, ...] | None = None
+    #: The names of ``columns``, in order, for the executors' rows.
+    column_names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BoundStatement:
+    """A named statement and the parameters to run it with."""
+
+    statement: Statement
+    params: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.statement.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +137,12 @@ def sql_root() -> Path:
 
 
 def parse_queries(text: str, origin: str = "<string>") -> dict[str, Statement]:
-    """Split a file of ``-- name: x :kind`` blocks into statements."""
+    """Split a file of ``-- name: x :kind`` blocks into statements and read their annotations.
+
+    Raises:
+        ValueError: a block has no SQL, is defined twice, or its annotations are wrong (see
+            :func:`_annotated`).
+    """
     headers = list(_HEADER.finditer(text))
     found: dict[str, Statement] = {}
     for i, match in enumerate(headers):
@@ -100,8 +158,61 @@ def parse_queries(text: str, origin: str = "<string>") -> dict[str, Statement]:
             raise ValueError(f"{origin}: query {name!r} has no SQL")
         if name in found:
             raise ValueError(f"{origin}: query {name!r} is defined twice")
-        found[name] = Statement(name, body)
+        found[name] = _annotated(name, match["kind"], body, f"{origin}: query {name!r}")
     return found
+
+
+def _annotated(name: str, kind: str, body: str, where: str) -> Statement:
+    """Build one statement: parameters from its placeholders and casts, columns from ``-- returns:``.
+
+    Every placeholder must be cast, the same way each time it appears. A ``:one``/``:many``
+    statement must declare its result columns and an ``:exec`` one must not. Annotation lines
+    are left out of the text sent to the server.
+    """
+    returns: list[str] = []
+    nullable: set[str] = set()
+    kept: list[str] = []
+    for line in body.splitlines():
+        annotation = _ANNOTATION.match(line)
+        if annotation is None:
+            kept.append(line)
+        elif annotation["key"] == "returns":
+            returns.append(annotation["value"])
+        else:
+            nullable.update(n.strip() for n in annotation["value"].split(",") if n.strip())
+    sql = "\n".join(kept).strip()
+    types: dict[str, str] = {}
+    tested: set[str] = set()
+    for placeholder in _PLACEHOLDER.finditer(sql):
+        param = placeholder["name"]
+        if placeholder["type"] is None:
+            raise ValueError(f"{where}: parameter {param!r} has no cast (write %({param})s::type)")
+        cast = placeholder["type"] + placeholder["array"]
+        if types.setdefault(param, cast) != cast:
+            raise ValueError(f"{where}: parameter {param!r} is cast to {types[param]} and to {cast}")
+        after = sql[placeholder.end() : placeholder.end() + 12].upper()
+        before = sql[max(0, placeholder.start() - 9) : placeholder.start()].lower()
+        if after.lstrip().startswith("IS NULL") or before.endswith("coalesce("):
+            tested.add(param)
+    if unknown := nullable - types.keys():
+        raise ValueError(f"{where}: -- nullable: names no parameter: {', '.join(sorted(unknown))}")
+    params = tuple(Param(p, t, p in nullable or p in tested) for p, t in types.items())
+    columns: tuple[Column, ...] = ()
+    for spec in ",".join(returns).split(","):
+        if not spec.strip():
+            continue
+        column = _COLUMN.match(spec.strip())
+        if column is None:
+            raise ValueError(f"{where}: -- returns: cannot read {spec.strip()!r} (write: name type[?])")
+        columns += (Column(column["name"], column["type"], column["null"] is not None),)
+    if kind == "exec" and columns:
+        raise ValueError(f"{where}: an :exec statement returns nothing; drop its -- returns:")
+    if kind != "exec" and not columns:
+        raise ValueError(f"{where}: a :{kind} statement must declare its -- returns: columns")
+    names = tuple(c.name for c in columns)
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where}: -- returns: names a column twice")
+    return Statement(name, sql, kind, params, columns, names)
 
 
 @cache

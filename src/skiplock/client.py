@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from skiplock._core import cron as _cron
-from skiplock._core import graph, statements
+from skiplock._core import graph, queries, statements
 from skiplock._core.rows import (
     activity_from_row,
     failure_from_row,
@@ -119,7 +119,7 @@ class Client:
         ``current_job().cancel_requested``; either way it ends ``cancelled`` and is not retried,
         unless it completes first. Finished jobs are reported unchanged (nothing to cancel).
         """
-        rows = self._all(statements.cancel(job_ids), conn)
+        rows = self._all(queries.cancel(job_ids=job_ids), conn)
         return {int(r["job_id"]): JobState(r["state"]) for r in rows}
 
     def close(self) -> None:
@@ -176,12 +176,7 @@ class Client:
             depends_on=tuple(depends_on),
             on_parent_failure=on_parent_failure,
         )
-        graph.check_on_failure(on_parent_failure, "on_parent_failure")
-        with producer_span(spec.task, spec.queue) as traceparent:
-            (rows,) = self._run_enqueue([statements.enqueue(spec)], conn, traceparent)
-        if not rows or rows[0].get("id") is None:  # pragma: no cover - the function always returns a row
-            raise JobNotFound("enqueue returned no job")
-        return job_from_row(rows[0])
+        return self._enqueue_spec(spec, conn)
 
     def enqueue_many(
         self,
@@ -256,7 +251,9 @@ class Client:
         name parents by the ids of earlier ones). A trace context goes with the jobs through
         the transaction's skiplock.traceparent setting (the job table's trace_parent default), cleared after them."""
         around = (
-            (statements.set_traceparent(traceparent), statements.set_traceparent("")) if traceparent else None
+            (queries.set_traceparent(traceparent=traceparent), queries.set_traceparent(traceparent=""))
+            if traceparent
+            else None
         )
         source: Callable[[list[list[Any]]], statements.BoundStatement | None]
         if isinstance(stmts, list):
@@ -342,7 +339,7 @@ class Client:
         Raises:
             JobNotFound: no job with that id (never existed, or its history partition was dropped).
         """
-        row = self._one(statements.get_job(job_id), None)
+        row = self._one(queries.get_job(job_id=job_id), None)
         if row is None:
             raise JobNotFound(f"no job with id {job_id}")
         return job_from_row(row)
@@ -354,14 +351,14 @@ class Client:
         Raises:
             JobNotFound: no job with that id.
         """
-        rows = self._all(statements.job_graph(job_id), None)
+        rows = self._all(queries.job_graph(job_id=job_id), None)
         if not rows:
             raise JobNotFound(f"no job with id {job_id}")
         return [graph_node_from_row(r) for r in rows]
 
     def parent_results(self, job_id: int) -> list[ParentResult]:
         """Return the outcome of each parent of ``job_id`` (state, result, last error)."""
-        rows = self._all(statements.parent_results(job_id), None)
+        rows = self._all(queries.parent_results(job_id=job_id), None)
         return [parent_result_from_row(r) for r in rows]
 
     def list_jobs(
@@ -402,7 +399,7 @@ class Client:
 
     def pause_queue(self, queue: str, *, until: datetime | None = None) -> None:
         """Stop every worker from claiming jobs of ``queue`` (until ``until``, if given)."""
-        self._one(statements.pause_queue(queue, until), None)
+        self._one(queries.pause_queue(queue=queue, until=until), None)
 
     def set_queue_limits(
         self,
@@ -433,8 +430,15 @@ class Client:
             InvalidInput: a bad name or value; nothing changed.
         """
         row = self._one(
-            statements.set_queue_limits(
-                queue, concurrency, rate, burst, key_arg, per_key, key_rate, key_burst
+            queries.set_queue_limits(
+                queue=queue,
+                concurrency=concurrency,
+                rate=rate,
+                burst=burst,
+                key_arg=key_arg,
+                per_key=per_key,
+                key_rate=key_rate,
+                key_burst=key_burst,
             ),
             None,
         )
@@ -476,78 +480,78 @@ class Client:
 
     def schedules(self) -> list[Schedule]:
         """Every schedule, by name."""
-        return [schedule_from_row(r) for r in self._all(statements.list_schedules(), None)]
+        return [schedule_from_row(r) for r in self._all(queries.list_schedules(), None)]
 
     def pause_schedule(self, name: str) -> bool:
         """Stop firing ``name``; return whether it exists."""
-        row = self._one(statements.pause_schedule(name), None)
+        row = self._one(queries.pause_schedule(name=name), None)
         return bool(row and row["found"])
 
     def resume_schedule(self, name: str) -> bool:
         """Fire ``name`` again (ticks missed meanwhile: only within its catch_up); return whether it exists."""
-        row = self._one(statements.resume_schedule(name), None)
+        row = self._one(queries.resume_schedule(name=name), None)
         return bool(row and row["found"])
 
     def delete_schedule(self, name: str) -> bool:
         """Remove ``name``; return whether it existed."""
-        row = self._one(statements.delete_schedule(name), None)
+        row = self._one(queries.delete_schedule(name=name), None)
         return bool(row and row["found"])
 
     def workers(self) -> list[WorkerInfo]:
         """Every registered worker (``skiplock.workers``): host, pid, queues, heartbeat age, jobs held."""
-        rows = self._all(statements.list_workers(), None)
+        rows = self._all(queries.list_workers(), None)
         return [WorkerInfo(**{k: r[k] for k in WorkerInfo.__dataclass_fields__}) for r in rows]
 
     def queue_known(self, queue: str) -> bool:
         """Whether anything names ``queue``: it was paused, resumed or limited, it has live or
         dead-lettered jobs, or a registered worker serves it (index probes only: a queue whose
         only jobs are completed or cancelled history counts as unknown)."""
-        row = self._one(statements.queue_known(queue), None)
+        row = self._one(queries.queue_known(queue=queue), None)
         return bool(row and row["known"])
 
     def queue_limits(self, queue: str) -> QueueLimits:
         """The fleet-wide limits ``queue`` has now (every field None when it has none)."""
-        row = self._one(statements.queue_limits(queue), None)
+        row = self._one(queries.queue_limits(queue=queue), None)
         if row is None:
             return QueueLimits(queue=queue, concurrency=None, rate=None, burst=None)
         return queue_limits_from_row(row)
 
     def queue_stats(self) -> list[QueueStat]:
         """Return ``skiplock.queue_stats``: counts per queue and state."""
-        return [queue_stat_from_row(r) for r in self._all(statements.queue_stats(), None)]
+        return [queue_stat_from_row(r) for r in self._all(queries.queue_stats(), None)]
 
     def job_counts(self, queue: str) -> dict[JobState, int]:
         """Every job of ``queue`` by state: live ones and all retained history (which this counts
         in full, so it costs a scan of the queue's history; ``queue_stats`` is the cheap view)."""
         counts = dict.fromkeys(JobState, 0)
-        for row in self._all(statements.queue_job_counts(queue), None):
+        for row in self._all(queries.queue_job_counts(queue=queue), None):
             counts[JobState(row["state"])] += int(row["jobs"])
         return counts
 
     def queue_activity(self) -> list[QueueActivity]:
         """Each queue's last minute (``skiplock.queue_activity``): rates and pickup latency."""
-        return [activity_from_row(r) for r in self._all(statements.queue_activity(), None)]
+        return [activity_from_row(r) for r in self._all(queries.queue_activity(), None)]
 
     def task_stats(self) -> list[TaskStat]:
         """Each task's last five minutes (``skiplock.task_stats``): outcomes and run times."""
-        return [task_stat_from_row(r) for r in self._all(statements.task_stats(), None)]
+        return [task_stat_from_row(r) for r in self._all(queries.task_stats(), None)]
 
     def recent_failures(self, limit: int = 10) -> list[Failure]:
         """The latest failed attempts of the last hour, newest first (``skiplock.recent_failures``)."""
-        return [failure_from_row(r) for r in self._all(statements.recent_failures(limit), None)]
+        return [failure_from_row(r) for r in self._all(queries.recent_failures(limit=limit), None)]
 
     def health(self) -> list[HealthCheck]:
         """The checks of the PostgreSQL under the queue (``skiplock.health``), each with a fix."""
-        return [health_from_row(r) for r in self._all(statements.health(), None)]
+        return [health_from_row(r) for r in self._all(queries.health(), None)]
 
     def finished_since(self, seconds: float) -> dict[tuple[str, JobState], int]:
         """Jobs finished in the last ``seconds``, per queue and final state (an indexed read)."""
-        rows = self._all(statements.finished_since(seconds), None)
+        rows = self._all(queries.finished_since(seconds=seconds), None)
         return {(r["queue"], JobState(r["state"])): int(r["jobs"]) for r in rows}
 
     def database_info(self) -> dict[str, Any]:
         """The database's name, server version and skiplock schema version."""
-        row = self._one(statements.database_info(), None)
+        row = self._one(queries.database_info(), None)
         return dict(row or {})
 
     def add_webhook(
@@ -570,31 +574,33 @@ class Client:
         Raises:
             InvalidInput: a bad URL, a secret shorter than 16 bytes, an unknown event; nothing stored.
         """
-        row = self._one(statements.add_webhook(url, secret, events, queues, tasks), None)
+        row = self._one(
+            queries.add_webhook(url=url, secret=secret, events=events, queues=queues, tasks=tasks), None
+        )
         assert row is not None  # the function always returns the id
         return int(row["id"])
 
     def remove_webhook(self, webhook_id: int) -> bool:
         """Delete a webhook; return whether it existed."""
-        row = self._one(statements.remove_webhook(webhook_id), None)
+        row = self._one(queries.remove_webhook(webhook_id=webhook_id), None)
         return bool(row and row["removed"])
 
     def webhooks(self) -> list[dict[str, Any]]:
         """The registered webhooks (``skiplock.webhooks``, without their secrets)."""
-        return self._all(statements.list_webhooks(), None)
+        return self._all(queries.list_webhooks(), None)
 
     def events_enabled(self) -> bool:
         """Whether lifecycle events are on (:meth:`enable_events` was called and not undone)."""
-        row = self._one(statements.events_enabled(), None)
+        row = self._one(queries.events_enabled(), None)
         return bool(row and row["enabled"])
 
     def enable_events(self) -> None:
         """Start emitting lifecycle events (``skiplock.enable_events()``; the schema owner's call)."""
-        self._one(statements.enable_events(), None)
+        self._one(queries.enable_events(), None)
 
     def disable_events(self) -> None:
         """Stop emitting lifecycle events (``skiplock.disable_events()``)."""
-        self._one(statements.disable_events(), None)
+        self._one(queries.disable_events(), None)
 
     def events(
         self,
@@ -627,16 +633,16 @@ class Client:
 
     def reap(self, max_jobs: int = 1000) -> dict[int, JobState]:
         """Return expired leases to their queues now; return each job touched with its new state."""
-        rows = self._all(statements.reap(max_jobs), None)
+        rows = self._all(queries.reap(max_jobs=max_jobs), None)
         return {int(r["job_id"]): JobState(r["state"]) for r in rows}
 
     def resume_queue(self, queue: str) -> None:
         """Let workers claim jobs of ``queue`` again."""
-        self._one(statements.resume_queue(queue), None)
+        self._one(queries.resume_queue(queue=queue), None)
 
     def retry(self, job_ids: Sequence[int], *, conn: CallerConnection | None = None) -> list[int]:
         """Run failed, cancelled, scheduled or retryable jobs again now; return the ids affected."""
-        return [int(r["id"]) for r in self._all(statements.retry(job_ids), conn)]
+        return [int(r["id"]) for r in self._all(queries.retry(job_ids=job_ids), conn)]
 
     def retry_failed(
         self,
@@ -648,7 +654,12 @@ class Client:
     ) -> list[int]:
         """Redrive the dead-letter set: run again the failed jobs matching every filter given
         (failed at or after ``since``), oldest first, at most ``limit``; return their ids."""
-        return [int(r["id"]) for r in self._all(statements.retry_failed(queue, task, since, limit), None)]
+        return [
+            int(r["id"])
+            for r in self._all(
+                queries.retry_failed(queue=queue, task=task, since=since, max_jobs=limit), None
+            )
+        ]
 
     def purge(
         self,
@@ -669,6 +680,15 @@ class Client:
             return self._executor.all(stmt, conn=resolve_sync(conn))
         self._ensure_open()
         return self._executor.all(stmt)
+
+    def _enqueue_spec(self, spec: JobSpec, conn: CallerConnection | None) -> Job:
+        """:meth:`enqueue` of a built spec: ``skiplock.task`` builds one and passes it as it is."""
+        graph.check_on_failure(spec.on_parent_failure, "on_parent_failure")
+        with producer_span(spec.task, spec.queue) as traceparent:
+            (rows,) = self._run_enqueue([statements.enqueue(spec)], conn, traceparent)
+        if not rows or rows[0].get("id") is None:  # pragma: no cover - the function always returns a row
+            raise JobNotFound("enqueue returned no job")
+        return job_from_row(rows[0])
 
     def _ensure_open(self) -> None:
         if not self._is_open:

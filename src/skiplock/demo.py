@@ -24,7 +24,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from skiplock._core import statements
+from skiplock._core import queries
 from skiplock._driver.conninfo import build, parse
 from skiplock._driver.session import ServerInfo, Session
 from skiplock._driver.session_async import AsyncSession
@@ -256,7 +256,7 @@ async def _counts(
     conn: AsyncSession, lo: int, hi: int
 ) -> tuple[dict[str, int], dict[str, Counter[str]], int]:
     # A read of this run's id range only: job and history lookups by primary key / id index.
-    rows = await conn.all(statements.job_range_stats(lo, hi))
+    rows = await conn.all(queries.job_range_stats(lo=lo, hi=hi))
     by_state: Counter[str] = Counter()
     per_queue: dict[str, Counter[str]] = {}
     retries = 0

@@ -19,9 +19,8 @@ the baseline) is adopted: their rows are replaced by the baseline's, whose schem
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from skiplock._core.statements import BoundStatement
+from skiplock._core import queries
 from skiplock._driver.session import Session
 from skiplock._sql import QUERIES, Migration, after_migrate, legacy_migrations, migrations, routines
 from skiplock.errors import DatabaseError, SchemaAhead, SchemaMissing, SchemaOutdated, SkiplockError
@@ -105,7 +104,7 @@ class Migrator:
                     conn.script(QUERIES["migration_lock"].text)
                     if create:
                         conn.script(QUERIES["create_roles"].text)
-                    rows = conn.all(BoundStatement(QUERIES["grant_roles"], {}))
+                    rows = conn.all(queries.grant_roles())
             except DatabaseError as exc:
                 raise _failed("could not apply the skiplock roles", exc) from exc
         return {str(r["role_name"]): bool(r["granted"]) for r in rows}
@@ -144,7 +143,7 @@ class Migrator:
     def status(self) -> MigrationStatus:
         """Compare the database's recorded migrations and routine files with the packaged ones."""
         with self._connect() as conn:
-            present = conn.one(BoundStatement(QUERIES["schema_exists"], {}))
+            present = conn.one(queries.schema_exists())
             recorded: dict[int, str] = {}
             files: dict[str, str] = {}
             if present and present["present"]:
@@ -189,7 +188,7 @@ class Migrator:
         if _legacy_head(recorded):
             # Their schema is the baseline's: record the baseline instead of running it.
             baseline = migrations()[0]
-            self._exec(conn, "migration_forget", {"versions": sorted(recorded)})
+            conn.run(queries.migration_forget(versions=sorted(recorded)))
             self._record(conn, baseline)
             recorded = {baseline.version: baseline.checksum}
             applied.append(baseline.version)
@@ -233,9 +232,9 @@ class Migrator:
             if files.get(routine.name) == routine.checksum:
                 continue
             self._execute(conn, routine.text, f"functions/{routine.name}")
-            self._exec(conn, "migration_file_record", {"name": routine.name, "checksum": routine.checksum})
+            conn.run(queries.migration_file_record(name=routine.name, checksum=routine.checksum))
             changed = True
-        self._exec(conn, "migration_file_forget", {"names": [r.name for r in routines()]})
+        conn.run(queries.migration_file_forget(names=[r.name for r in routines()]))
         return changed
 
     def _execute(self, conn: Session, text: str, origin: str) -> None:
@@ -246,25 +245,25 @@ class Migrator:
             raise SkiplockError(f"{origin} failed: {exc.__cause__ or exc}") from exc
 
     def _record(self, conn: Session, migration: Migration) -> None:
-        params = {"version": migration.version, "name": migration.name, "checksum": migration.checksum}
-        self._exec(conn, "migration_record", params)
+        conn.run(
+            queries.migration_record(
+                version=migration.version, name=migration.name, checksum=migration.checksum
+            )
+        )
 
     def _recorded(self, conn: Session) -> dict[int, str]:
-        rows = conn.all(BoundStatement(QUERIES["migration_applied"], {}))
+        rows = conn.all(queries.migration_applied())
         return {int(r["version"]): str(r["checksum"]) for r in rows}
 
     def _recorded_files(self, conn: Session) -> dict[str, str]:
-        present = conn.one(BoundStatement(QUERIES["migration_file_present"], {}))
+        present = conn.one(queries.migration_file_present())
         if not (present and present["present"]):
             return {}
-        rows = conn.all(BoundStatement(QUERIES["migration_files_applied"], {}))
+        rows = conn.all(queries.migration_files_applied())
         return {str(r["name"]): str(r["checksum"]) for r in rows}
 
     def _connect(self) -> Session:
         return Session.connect(self.conninfo)
-
-    def _exec(self, conn: Session, name: str, params: dict[str, Any]) -> None:
-        conn.run(BoundStatement(QUERIES[name], params))
 
 
 def _failed(what: str, exc: DatabaseError) -> DatabaseError:

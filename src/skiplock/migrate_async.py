@@ -18,9 +18,8 @@ the baseline) is adopted: their rows are replaced by the baseline's, whose schem
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from skiplock._core.statements import BoundStatement
+from skiplock._core import queries
 from skiplock._driver.session_async import AsyncSession
 from skiplock._sql import QUERIES, Migration, after_migrate, legacy_migrations, migrations, routines
 from skiplock.errors import DatabaseError, SchemaAhead, SchemaMissing, SchemaOutdated, SkiplockError
@@ -104,7 +103,7 @@ class AsyncMigrator:
                     await conn.script(QUERIES["migration_lock"].text)
                     if create:
                         await conn.script(QUERIES["create_roles"].text)
-                    rows = await conn.all(BoundStatement(QUERIES["grant_roles"], {}))
+                    rows = await conn.all(queries.grant_roles())
             except DatabaseError as exc:
                 raise _failed("could not apply the skiplock roles", exc) from exc
         return {str(r["role_name"]): bool(r["granted"]) for r in rows}
@@ -143,7 +142,7 @@ class AsyncMigrator:
     async def status(self) -> MigrationStatus:
         """Compare the database's recorded migrations and routine files with the packaged ones."""
         async with await self._connect() as conn:
-            present = await conn.one(BoundStatement(QUERIES["schema_exists"], {}))
+            present = await conn.one(queries.schema_exists())
             recorded: dict[int, str] = {}
             files: dict[str, str] = {}
             if present and present["present"]:
@@ -188,7 +187,7 @@ class AsyncMigrator:
         if _legacy_head(recorded):
             # Their schema is the baseline's: record the baseline instead of running it.
             baseline = migrations()[0]
-            await self._exec(conn, "migration_forget", {"versions": sorted(recorded)})
+            await conn.run(queries.migration_forget(versions=sorted(recorded)))
             await self._record(conn, baseline)
             recorded = {baseline.version: baseline.checksum}
             applied.append(baseline.version)
@@ -232,11 +231,9 @@ class AsyncMigrator:
             if files.get(routine.name) == routine.checksum:
                 continue
             await self._execute(conn, routine.text, f"functions/{routine.name}")
-            await self._exec(
-                conn, "migration_file_record", {"name": routine.name, "checksum": routine.checksum}
-            )
+            await conn.run(queries.migration_file_record(name=routine.name, checksum=routine.checksum))
             changed = True
-        await self._exec(conn, "migration_file_forget", {"names": [r.name for r in routines()]})
+        await conn.run(queries.migration_file_forget(names=[r.name for r in routines()]))
         return changed
 
     async def _execute(self, conn: AsyncSession, text: str, origin: str) -> None:
@@ -247,25 +244,25 @@ class AsyncMigrator:
             raise SkiplockError(f"{origin} failed: {exc.__cause__ or exc}") from exc
 
     async def _record(self, conn: AsyncSession, migration: Migration) -> None:
-        params = {"version": migration.version, "name": migration.name, "checksum": migration.checksum}
-        await self._exec(conn, "migration_record", params)
+        await conn.run(
+            queries.migration_record(
+                version=migration.version, name=migration.name, checksum=migration.checksum
+            )
+        )
 
     async def _recorded(self, conn: AsyncSession) -> dict[int, str]:
-        rows = await conn.all(BoundStatement(QUERIES["migration_applied"], {}))
+        rows = await conn.all(queries.migration_applied())
         return {int(r["version"]): str(r["checksum"]) for r in rows}
 
     async def _recorded_files(self, conn: AsyncSession) -> dict[str, str]:
-        present = await conn.one(BoundStatement(QUERIES["migration_file_present"], {}))
+        present = await conn.one(queries.migration_file_present())
         if not (present and present["present"]):
             return {}
-        rows = await conn.all(BoundStatement(QUERIES["migration_files_applied"], {}))
+        rows = await conn.all(queries.migration_files_applied())
         return {str(r["name"]): str(r["checksum"]) for r in rows}
 
     async def _connect(self) -> AsyncSession:
         return await AsyncSession.connect(self.conninfo)
-
-    async def _exec(self, conn: AsyncSession, name: str, params: dict[str, Any]) -> None:
-        await conn.run(BoundStatement(QUERIES[name], params))
 
 
 def _failed(what: str, exc: DatabaseError) -> DatabaseError:

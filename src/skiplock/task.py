@@ -194,41 +194,15 @@ class TaskCall(Generic[R]):
         """Enqueue one run; inside ``conn``'s transaction when ``conn`` was given."""
         spec = self._spec(kwargs)
         client = self.options.client or get_client()
-        return client.enqueue(
-            spec.task,
-            spec.args,
-            queue=spec.queue,
-            priority=spec.priority,
-            run_at=spec.run_at,
-            delay=spec.delay,
-            max_attempts=spec.max_attempts,
-            dedupe_key=spec.dedupe_key,
-            dedupe_window=spec.dedupe_window,
-            retry_backoff=spec.retry_backoff,
-            depends_on=spec.depends_on,
-            on_parent_failure=spec.on_parent_failure,
-            conn=self.options.conn,
-        )
+        # The spec as built, not unpacked into keywords for enqueue() to rebuild it.
+        return client._enqueue_spec(spec, self.options.conn)
 
     async def aenqueue(self, **kwargs: Json) -> Job:
         """Enqueue one run from asyncio code."""
         spec = self._spec(kwargs)
         client = self.options.client or get_async_client()
-        return await client.enqueue(
-            spec.task,
-            spec.args,
-            queue=spec.queue,
-            priority=spec.priority,
-            run_at=spec.run_at,
-            delay=spec.delay,
-            max_attempts=spec.max_attempts,
-            dedupe_key=spec.dedupe_key,
-            dedupe_window=spec.dedupe_window,
-            retry_backoff=spec.retry_backoff,
-            depends_on=spec.depends_on,
-            on_parent_failure=spec.on_parent_failure,
-            conn=self.options.conn,
-        )
+        # The spec as built, not unpacked into keywords for enqueue() to rebuild it.
+        return await client._enqueue_spec(spec, self.options.conn)
 
     def spec(self, **kwargs: Json) -> JobSpec:
         """Build the JobSpec of one run with these options, without enqueueing it."""

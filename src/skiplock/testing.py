@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from skiplock._core import statements
+from skiplock._core import queries, statements
 from skiplock._core.cron import due_ticks
 from skiplock._core.outcome import Outcome, OutcomeKind, fail_statement
 from skiplock._core.rows import job_from_row, parent_result_from_row
@@ -111,11 +111,13 @@ def drain(
     worker_id = uuid.uuid4()
     with _connect(client) as conn:
         at = _now(conn) + offset
-        _run(conn, statements.reap(10_000, as_of=at))
+        _run(conn, queries.reap(max_jobs=10_000, as_of=at))
         if schedules:
             _fire_schedules(conn, at)
         while True:
-            rows = _run(conn, statements.claim(served, worker_id, 100, _LEASE, as_of=at))
+            rows = _run(
+                conn, queries.claim(queues=served, worker_id=worker_id, max_jobs=100, lease=_LEASE, as_of=at)
+            )
             if not rows:
                 return out
             for row in rows:
@@ -133,7 +135,12 @@ def abandon(
     their lease expires (advance the clock past ``lease``; the next :func:`drain` reaps them)."""
     offset = clock.offset if clock is not None else timedelta(0)
     with _connect(client) as conn:
-        rows = _run(conn, statements.claim(queues, uuid.uuid4(), 10_000, lease, as_of=_now(conn) + offset))
+        rows = _run(
+            conn,
+            queries.claim(
+                queues=queues, worker_id=uuid.uuid4(), max_jobs=10_000, lease=lease, as_of=_now(conn) + offset
+            ),
+        )
     return [int(r["id"]) for r in rows]
 
 
@@ -198,7 +205,7 @@ class _Reads:
         self._conn = conn
 
     def parent_results(self, job_id: int) -> list[ParentResult]:
-        rows = self._conn.all(statements.parent_results(job_id))
+        rows = self._conn.all(queries.parent_results(job_id=job_id))
         return [parent_result_from_row(r) for r in rows]
 
     async def aparent_results(self, job_id: int) -> list[ParentResult]:
@@ -231,12 +238,12 @@ def _run_one(
 
 
 def _fire_schedules(conn: Session, at: datetime) -> None:
-    for row in _run(conn, statements.list_schedules()):
+    for row in _run(conn, queries.list_schedules()):
         if row["paused"]:
             continue
         ticks = due_ticks(row["cron"], row["tz"], max(row["last_tick"], at - row["catch_up"]), at)
         if ticks:
-            _run(conn, statements.fire_schedule(row["name"], ticks, as_of=at))
+            _run(conn, queries.fire_schedule(name=row["name"], ticks=ticks, as_of=at))
 
 
 def _connect(client: Client) -> Session:
@@ -244,7 +251,7 @@ def _connect(client: Client) -> Session:
 
 
 def _now(conn: Session) -> datetime:
-    (row,) = _run(conn, statements.database_now())
+    (row,) = _run(conn, queries.database_now())
     now: datetime = row["now"]
     return now
 

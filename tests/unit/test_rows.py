@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from skiplock._core.queries import ClaimRow
 from skiplock._core.rows import CLAIM_COLUMNS, job_from_claim
 from skiplock.models import Job, JobState
 
@@ -45,3 +47,13 @@ def test_a_claimed_job_is_as_frozen_as_any_other() -> None:
 
 def test_the_claim_columns_are_job_fields() -> None:
     assert set(CLAIM_COLUMNS) <= {f.name for f in dataclasses.fields(Job)}
+
+
+def test_job_from_claim_puts_each_column_on_the_job_field_of_its_name() -> None:
+    values: dict[str, Any] = {name: f"<{name}>" for name in ClaimRow._fields}
+    values["state"] = "running"
+    job = job_from_claim(tuple(ClaimRow(**values)))
+    assert ClaimRow._fields == CLAIM_COLUMNS
+    for name in ClaimRow._fields:
+        expected = JobState.RUNNING if name == "state" else values[name]
+        assert getattr(job, name) == expected, name

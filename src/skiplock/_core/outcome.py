@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from skiplock._core.statements import BoundStatement, dumps, fail
+from skiplock._core import queries
+from skiplock._core.statements import BoundStatement, dumps
 from skiplock.errors import ConfigError, Fail, Retry
 from skiplock.models import Json
 
@@ -140,9 +141,9 @@ def fail_statement(
     job_id: int, lease_token: uuid.UUID, outcome: Outcome, *, as_of: datetime | None = None
 ) -> BoundStatement:
     """The ``fail`` statement that records ``outcome`` (a failure) for the job's lease."""
-    return fail(
-        job_id,
-        lease_token,
+    return queries.fail(
+        job_id=job_id,
+        lease_token=lease_token,
         error=outcome.error,
         error_type=outcome.error_type,
         traceback=outcome.traceback,

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING
 from typing import Any
 
+from skiplock._core.queries import ClaimRow
 from skiplock.models import (
     Failure,
     GraphNode,
@@ -38,12 +39,9 @@ __all__ = [
 _JOB_FIELDS = frozenset(Job.__dataclass_fields__)
 _STATES = {s.value: s for s in JobState}
 
-#: Column order of the ``claim`` named query (sql/queries/job.sql); a unit test keeps them equal.
-CLAIM_COLUMNS = (
-    "id", "queue", "task", "args", "state", "priority", "attempt", "max_attempts", "run_at", "created_at",
-    "attempted_at", "lease_token", "lease_expires_at", "worker_id", "dedupe_key", "cancel_requested",
-    "retry_policy", "trace_parent",
-)  # fmt: skip
+#: Column order of the ``claim`` named query: its ``-- returns:`` line (sql/queries/job.sql),
+#: which tests/integration/test_named_queries.py compares with what the server returns.
+CLAIM_COLUMNS = ClaimRow._fields
 
 
 # Job is frozen: its __init__ sets each of its 24 fields through object.__setattr__, which is a

@@ -1,37 +1,35 @@
-"""Domain calls → bound named statements (a name from ``sql/queries`` plus its parameters)."""
+"""Domain values → bound named statements, where binding is more than passing values on.
+
+The binders of :mod:`skiplock._core.queries` (generated from ``sql/queries``) take each
+statement's parameters as they are sent. The few here map domain objects onto them: a
+``JobSpec`` onto ``enqueue``, a batch onto ``enqueue_many``'s column arrays, JSON values onto
+their encoded text (validated: a job's args must be an object), states onto their labels.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from skiplock._core import graph
-from skiplock._sql import QUERIES, Statement
+from skiplock._core import graph, queries
+from skiplock._sql import BoundStatement
 from skiplock.backoff import Backoff
 from skiplock.errors import ConfigError
 from skiplock.models import JobSpec, JobState, Json
 
-__all__ = ["BoundStatement", "dumps"]
-
-
-@dataclass(frozen=True, slots=True)
-class BoundStatement:
-    """A named statement and the parameters to run it with."""
-
-    statement: Statement
-    params: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return self.statement.name
-
-
-def _bind(statement: str, /, **params: Any) -> BoundStatement:
-    return BoundStatement(QUERIES[statement], params)
+__all__ = [
+    "BoundStatement",
+    "complete",
+    "dumps",
+    "enqueue",
+    "enqueue_many",
+    "list_jobs",
+    "purge",
+    "upsert_schedule",
+]
 
 
 #: One encoder for every call: ``json.dumps`` with options builds a new encoder each time.
@@ -67,8 +65,13 @@ def _policy(spec: JobSpec) -> str | None:
 
 
 def enqueue(spec: JobSpec) -> BoundStatement:
-    return _bind(
-        "enqueue",
+    """Bind one job: its args and retry policy encoded, its parents (existing jobs) resolved.
+
+    Raises:
+        ConfigError: the args are not a JSON object, the policy is not a stored kind, or a
+            parent is not an existing job.
+    """
+    return queries.enqueue(
         queue=spec.queue,
         task=spec.task,
         args=_args(spec.args),
@@ -104,8 +107,7 @@ def enqueue_many(specs: Sequence[JobSpec], depends_on: Sequence[str | None] | No
             return None if first is None else [first]
         return values
 
-    return _bind(
-        "enqueue_many",
+    return queries.enqueue_many(
         queues=column([s.queue for s in specs]),
         tasks=column([s.task for s in specs]),
         args=[_args(s.args) for s in specs],
@@ -121,16 +123,8 @@ def enqueue_many(specs: Sequence[JobSpec], depends_on: Sequence[str | None] | No
     )
 
 
-# as_of (claim, complete, fail, reap, fire_schedule): the time the database acts at, for tests and
-# skiplock.testing; None (the runtime) is the database's clock.
-
-
-def claim(
-    queues: Sequence[str], worker_id: UUID, max_jobs: int, lease: timedelta, as_of: datetime | None = None
-) -> BoundStatement:
-    return _bind(
-        "claim", queues=list(queues), worker_id=worker_id, max_jobs=max_jobs, lease=lease, as_of=as_of
-    )
+# as_of (complete): the time the database acts at, for tests and skiplock.testing; None (the
+# runtime) is the database's clock.
 
 
 def complete(
@@ -139,103 +133,22 @@ def complete(
     results: Sequence[Json],
     as_of: datetime | None = None,
 ) -> BoundStatement:
+    """Bind a batch of completions; results are encoded, and sent as NULL when none has one."""
     encoded = [None if r is None else dumps(r) for r in results]
-    return _bind(
-        "complete",
-        job_ids=list(job_ids),
-        lease_tokens=list(lease_tokens),
+    return queries.complete(
+        job_ids=job_ids,
+        lease_tokens=lease_tokens,
         results=None if all(r is None for r in encoded) else encoded,
         as_of=as_of,
     )
 
 
-def fail(
-    job_id: int,
-    lease_token: UUID,
-    *,
-    error: str,
-    error_type: str | None = None,
-    traceback: str | None = None,
-    retry_in: timedelta | None = None,
-    retryable: bool = True,
-    as_of: datetime | None = None,
-) -> BoundStatement:
-    return _bind(
-        "fail",
-        job_id=job_id,
-        lease_token=lease_token,
-        error=error,
-        error_type=error_type,
-        traceback=traceback,
-        retry_in=retry_in,
-        retryable=retryable,
-        as_of=as_of,
-    )
-
-
-def heartbeat(job_ids: Sequence[int], lease_tokens: Sequence[UUID], lease: timedelta) -> BoundStatement:
-    return _bind("heartbeat", job_ids=list(job_ids), lease_tokens=list(lease_tokens), lease=lease)
-
-
-def set_progress(
-    job_ids: Sequence[int],
-    lease_tokens: Sequence[UUID],
-    progress: Sequence[float],
-    messages: Sequence[str | None],
-) -> BoundStatement:
-    return _bind(
-        "set_progress",
-        job_ids=list(job_ids),
-        lease_tokens=list(lease_tokens),
-        progress=list(progress),
-        messages=list(messages),
-    )
-
-
-def cancel_requested(job_ids: Sequence[int]) -> BoundStatement:
-    return _bind("cancel_requested", job_ids=list(job_ids))
-
-
-def release(job_ids: Sequence[int], lease_tokens: Sequence[UUID]) -> BoundStatement:
-    return _bind("release", job_ids=list(job_ids), lease_tokens=list(lease_tokens))
-
-
-def reap(max_jobs: int = 1000, as_of: datetime | None = None) -> BoundStatement:
-    return _bind("reap", max_jobs=max_jobs, as_of=as_of)
-
-
-def retry_failed(
-    queue: str | None, task: str | None, since: datetime | None, max_jobs: int
-) -> BoundStatement:
-    return _bind("retry_failed", queue=queue, task=task, since=since, max_jobs=max_jobs)
-
-
 def purge(
     queue: str | None, task: str | None, before: datetime | None, states: Sequence[JobState], max_jobs: int
 ) -> BoundStatement:
-    return _bind(
-        "purge", queue=queue, task=task, before=before, states=[s.value for s in states], max_jobs=max_jobs
+    return queries.purge(
+        queue=queue, task=task, before=before, states=[s.value for s in states], max_jobs=max_jobs
     )
-
-
-def retry(job_ids: Sequence[int]) -> BoundStatement:
-    return _bind("retry", job_ids=list(job_ids))
-
-
-def cancel(job_ids: Sequence[int]) -> BoundStatement:
-    return _bind("cancel", job_ids=list(job_ids))
-
-
-def get_job(job_id: int) -> BoundStatement:
-    return _bind("get_job", job_id=job_id)
-
-
-def job_graph(job_id: int) -> BoundStatement:
-    return _bind("job_graph", job_id=job_id)
-
-
-def parent_results(job_id: int) -> BoundStatement:
-    return _bind("parent_results", job_id=job_id)
 
 
 def list_jobs(
@@ -247,8 +160,7 @@ def list_jobs(
     before_id: int | None = None,
     limit: int = 100,
 ) -> BoundStatement:
-    return _bind(
-        "list_jobs",
+    return queries.list_jobs(
         queue=queue,
         state=None if state is None else state.value,
         task=task,
@@ -256,41 +168,6 @@ def list_jobs(
         before_id=before_id,
         limit=limit,
     )
-
-
-def pause_queue(queue: str, until: datetime | None = None) -> BoundStatement:
-    return _bind("pause_queue", queue=queue, until=until)
-
-
-def resume_queue(queue: str) -> BoundStatement:
-    return _bind("resume_queue", queue=queue)
-
-
-def set_queue_limits(
-    queue: str,
-    concurrency: int | None,
-    rate: float | None,
-    burst: int | None,
-    key_arg: str | None = None,
-    per_key: int | None = None,
-    key_rate: float | None = None,
-    key_burst: int | None = None,
-) -> BoundStatement:
-    return _bind(
-        "set_queue_limits",
-        queue=queue,
-        concurrency=concurrency,
-        rate=rate,
-        burst=burst,
-        key_arg=key_arg,
-        per_key=per_key,
-        key_rate=key_rate,
-        key_burst=key_burst,
-    )
-
-
-def rate_limits(queues: Sequence[str]) -> BoundStatement:
-    return _bind("rate_limits", queues=list(queues))
 
 
 def upsert_schedule(
@@ -305,8 +182,8 @@ def upsert_schedule(
     max_attempts: int | None,
     catch_up: timedelta,
 ) -> BoundStatement:
-    return _bind(
-        "upsert_schedule",
+    """Bind a schedule; its args are validated and encoded like a job's."""
+    return queries.upsert_schedule(
         name=name,
         cron=cron,
         task=task,
@@ -317,145 +194,3 @@ def upsert_schedule(
         max_attempts=max_attempts,
         catch_up=catch_up,
     )
-
-
-def fire_schedule(name: str, ticks: Sequence[datetime], as_of: datetime | None = None) -> BoundStatement:
-    return _bind("fire_schedule", name=name, ticks=list(ticks), as_of=as_of)
-
-
-def database_now() -> BoundStatement:
-    return _bind("database_now")
-
-
-def job_range_stats(lo: int, hi: int) -> BoundStatement:
-    return _bind("job_range_stats", lo=lo, hi=hi)
-
-
-def list_schedules() -> BoundStatement:
-    return _bind("list_schedules")
-
-
-def pause_schedule(name: str) -> BoundStatement:
-    return _bind("pause_schedule", name=name)
-
-
-def resume_schedule(name: str) -> BoundStatement:
-    return _bind("resume_schedule", name=name)
-
-
-def delete_schedule(name: str) -> BoundStatement:
-    return _bind("delete_schedule", name=name)
-
-
-def list_workers() -> BoundStatement:
-    return _bind("list_workers")
-
-
-def queue_stats() -> BoundStatement:
-    return _bind("queue_stats")
-
-
-def queue_known(queue: str) -> BoundStatement:
-    return _bind("queue_known", queue=queue)
-
-
-def queue_limits(queue: str) -> BoundStatement:
-    return _bind("queue_limits", queue=queue)
-
-
-def events_enabled() -> BoundStatement:
-    return _bind("events_enabled")
-
-
-def queue_job_counts(queue: str) -> BoundStatement:
-    return _bind("queue_job_counts", queue=queue)
-
-
-def register_worker(
-    worker_id: UUID, host: str, pid: int, queues: Sequence[str], concurrency: int
-) -> BoundStatement:
-    return _bind(
-        "register_worker",
-        worker_id=worker_id,
-        host=host,
-        pid=pid,
-        queues=list(queues),
-        concurrency=concurrency,
-    )
-
-
-def worker_heartbeat(worker_id: UUID, jobs_done: int) -> BoundStatement:
-    return _bind("worker_heartbeat", worker_id=worker_id, jobs_done=jobs_done)
-
-
-def deregister_worker(worker_id: UUID) -> BoundStatement:
-    return _bind("deregister_worker", worker_id=worker_id)
-
-
-def ensure_partitions(days_ahead: int = 3, as_of: datetime | None = None) -> BoundStatement:
-    return _bind("ensure_partitions", days_ahead=days_ahead, as_of=as_of)
-
-
-def drop_partitions(retention: timedelta, as_of: datetime | None = None) -> BoundStatement:
-    return _bind("drop_partitions", retention=retention, as_of=as_of)
-
-
-def queue_activity() -> BoundStatement:
-    return _bind("queue_activity")
-
-
-def task_stats() -> BoundStatement:
-    return _bind("task_stats")
-
-
-def recent_failures(limit: int) -> BoundStatement:
-    return _bind("recent_failures", limit=limit)
-
-
-def health() -> BoundStatement:
-    return _bind("health")
-
-
-def finished_since(seconds: float) -> BoundStatement:
-    return _bind("finished_since", seconds=seconds)
-
-
-def database_info() -> BoundStatement:
-    return _bind("database_info")
-
-
-def enable_events() -> BoundStatement:
-    return _bind("enable_events")
-
-
-def disable_events() -> BoundStatement:
-    return _bind("disable_events")
-
-
-def add_webhook(
-    url: str, secret: str, events: Sequence[str], queues: Sequence[str] | None, tasks: Sequence[str] | None
-) -> BoundStatement:
-    return _bind(
-        "add_webhook",
-        url=url,
-        secret=secret,
-        events=list(events),
-        queues=None if queues is None else list(queues),
-        tasks=None if tasks is None else list(tasks),
-    )
-
-
-def remove_webhook(webhook_id: int) -> BoundStatement:
-    return _bind("remove_webhook", webhook_id=webhook_id)
-
-
-def list_webhooks() -> BoundStatement:
-    return _bind("list_webhooks")
-
-
-def webhook_for_delivery(webhook_id: int) -> BoundStatement:
-    return _bind("webhook_for_delivery", webhook_id=webhook_id)
-
-
-def set_traceparent(traceparent: str) -> BoundStatement:
-    return _bind("set_traceparent", traceparent=traceparent)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any, TypeAlias
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 from skiplock._core.statements import BoundStatement
@@ -126,18 +126,36 @@ class Executor:
                 yield pooled
 
     def tuples(self, stmt: BoundStatement) -> list[tuple[Any, ...]]:
-        """Run ``stmt`` on the pool and return plain tuples (the worker's hot path: no dicts)."""
+        """Run ``stmt`` on the pool and return plain tuples (the worker's hot path: no dicts),
+        in the order of its declared columns; ``Row._make`` of its generated row type reads one."""
         with translated():
-            with self.pool.connection() as pooled, pooled.cursor() as cur:
-                cur.execute(stmt.statement.text, stmt.params)
-                return cur.fetchall() if cur.description is not None else []
+            with self.pool.connection() as pooled:
+                return self._tuples_on(pooled, stmt)
 
     @staticmethod
-    def _all_on(conn: Conn, stmt: BoundStatement) -> list[Row]:
+    def _tuples_on(conn: Conn, stmt: BoundStatement) -> list[tuple[Any, ...]]:
         # A plain server-binding cursor whatever the connection's cursor_factory: a caller's
         # connection may default to client-side binding (Django's does), which cannot send the
-        # binary parameters some statements use.
-        with psycopg.Cursor(conn, row_factory=dict_row) as cur:
+        # binary parameters some statements use. Tuple rows whatever its row_factory.
+        with psycopg.Cursor(conn, row_factory=tuple_row) as cur:
+            cur.execute(stmt.statement.text, stmt.params)
+            names = stmt.statement.column_names
+            if names is None:  # a statement built by hand: only the server knows
+                return cur.fetchall() if cur.description is not None else []
+            # A parsed statement says whether it returns rows: cur.description would build a
+            # Column object per result column on every call.
+            return cur.fetchall() if names else []
+
+    @classmethod
+    def _all_on(cls, conn: Conn, stmt: BoundStatement) -> list[Row]:
+        names = stmt.statement.column_names
+        if names is not None:
+            # Dicts keyed by the declared columns (tests/integration/test_named_queries.py keeps
+            # them equal to what the server returns): no description read, no dict_row. Not
+            # strict: a newer schema may append columns to a view or to skiplock.job (Postgres
+            # only ever appends them), which this version does not read.
+            return [dict(zip(names, row, strict=False)) for row in cls._tuples_on(conn, stmt)]
+        with psycopg.Cursor(conn, row_factory=dict_row) as cur:  # a statement built by hand
             cur.execute(stmt.statement.text, stmt.params)
             if cur.description is None:
                 return []

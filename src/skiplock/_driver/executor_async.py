@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from skiplock._core.statements import BoundStatement
@@ -125,18 +125,36 @@ class AsyncExecutor:
                 yield pooled
 
     async def tuples(self, stmt: BoundStatement) -> list[tuple[Any, ...]]:
-        """Run ``stmt`` on the pool and return plain tuples (the worker's hot path: no dicts)."""
+        """Run ``stmt`` on the pool and return plain tuples (the worker's hot path: no dicts),
+        in the order of its declared columns; ``Row._make`` of its generated row type reads one."""
         with translated():
-            async with self.pool.connection() as pooled, pooled.cursor() as cur:
-                await cur.execute(stmt.statement.text, stmt.params)
-                return await cur.fetchall() if cur.description is not None else []
+            async with self.pool.connection() as pooled:
+                return await self._tuples_on(pooled, stmt)
 
     @staticmethod
-    async def _all_on(conn: Conn, stmt: BoundStatement) -> list[Row]:
+    async def _tuples_on(conn: Conn, stmt: BoundStatement) -> list[tuple[Any, ...]]:
         # A plain server-binding cursor whatever the connection's cursor_factory: a caller's
         # connection may default to client-side binding (Django's does), which cannot send the
-        # binary parameters some statements use.
-        async with psycopg.AsyncCursor(conn, row_factory=dict_row) as cur:
+        # binary parameters some statements use. Tuple rows whatever its row_factory.
+        async with psycopg.AsyncCursor(conn, row_factory=tuple_row) as cur:
+            await cur.execute(stmt.statement.text, stmt.params)
+            names = stmt.statement.column_names
+            if names is None:  # a statement built by hand: only the server knows
+                return await cur.fetchall() if cur.description is not None else []
+            # A parsed statement says whether it returns rows: cur.description would build a
+            # Column object per result column on every call.
+            return await cur.fetchall() if names else []
+
+    @classmethod
+    async def _all_on(cls, conn: Conn, stmt: BoundStatement) -> list[Row]:
+        names = stmt.statement.column_names
+        if names is not None:
+            # Dicts keyed by the declared columns (tests/integration/test_named_queries.py keeps
+            # them equal to what the server returns): no description read, no dict_row. Not
+            # strict: a newer schema may append columns to a view or to skiplock.job (Postgres
+            # only ever appends them), which this version does not read.
+            return [dict(zip(names, row, strict=False)) for row in await cls._tuples_on(conn, stmt)]
+        async with psycopg.AsyncCursor(conn, row_factory=dict_row) as cur:  # a statement built by hand
             await cur.execute(stmt.statement.text, stmt.params)
             if cur.description is None:
                 return []

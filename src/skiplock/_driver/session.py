@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from skiplock._core.statements import BoundStatement
 from skiplock._driver.errors import translated
@@ -94,7 +94,14 @@ class Session:
 
     def all(self, stmt: BoundStatement) -> list[Row]:
         """Run ``stmt`` and return every row as a dict."""
+        names = stmt.statement.column_names
         with translated():
+            if names is not None:  # declared columns: tuples zipped with them, as the executor does
+                with self._conn.cursor(row_factory=tuple_row) as cur:
+                    cur.execute(stmt.statement.text, stmt.params or None)
+                    if not names:
+                        return []
+                    return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
             with self._conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(stmt.statement.text, stmt.params or None)
                 return cur.fetchall() if cur.description is not None else []

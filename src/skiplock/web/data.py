@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from skiplock._core import rows, statements
+from skiplock._core import queries, rows
 from skiplock._core.cron import next_tick
 from skiplock._core.statements import BoundStatement
 from skiplock._driver.conninfo import resolve_dsn
 from skiplock._driver.executor_async import AsyncExecutor, Conn
 from skiplock._driver.session_async import AsyncSession
-from skiplock._sql import QUERIES
 from skiplock.errors import JobNotFound
 from skiplock.models import (
     GraphNode,
@@ -52,16 +51,10 @@ CANCEL_STATES = (
 )
 #: Columns of the overview, in life-cycle order (failed: the whole dead-letter set).
 OVERVIEW_STATES = ("waiting", "scheduled", "available", "running", "retryable", "failed")
-_QUEUE_COLUMNS = ("name", "paused_at", "paused_until", "concurrency_limit", "rate_limit", "rate_burst",
-                  "key_arg", "key_concurrency_limit", "key_rate_limit", "key_rate_burst")  # fmt: skip
 _OVERVIEW_TTL_S = 1.0
 _SAMPLE_EVERY_S = 5.0  # queue_activity averages a minute: sampling it faster shows nothing new
 _SAMPLES = 120  # ten minutes of trend at one sample per five seconds
 _COST_FACTOR = 100  # re-read a count no sooner than this many times its last read took
-
-
-def _bind(name: str, /, **params: Any) -> BoundStatement:
-    return BoundStatement(QUERIES[name], params)
 
 
 #: How many jobs (by id, newest first) one page of the job search examines at most.
@@ -143,11 +136,11 @@ class Dashboard:
         if self._overview is not None and now - self._overview[0] < self._stats_ttl:
             return self._overview[1]
         started = time.monotonic()
-        stats = await self._all(statements.queue_stats())
+        stats = await self._all(queries.queue_stats())
         self._stats_ttl = max(_OVERVIEW_TTL_S, _COST_FACTOR * (time.monotonic() - started))
         if self._activity is None or now - self._activity[0] >= self._activity_ttl:
             started = time.monotonic()
-            found = await self._all(statements.queue_activity())
+            found = await self._all(queries.queue_activity())
             self._activity_ttl = max(_SAMPLE_EVERY_S, _COST_FACTOR * (time.monotonic() - started))
             self._activity = (now, {a.queue: a for a in map(rows.activity_from_row, found)})
         activity = self._activity[1]
@@ -184,8 +177,8 @@ class Dashboard:
 
     async def queue(self, name: str) -> dict[str, Any]:
         """The ``skiplock.queue`` row of ``name`` (pause and limits): all None when it has none."""
-        found = await self._all(_bind("web_queue", queue=name))
-        return found[0] if found else dict.fromkeys(_QUEUE_COLUMNS)
+        found = await self._all(queries.web_queue(queue=name))
+        return found[0] if found else dict.fromkeys(queries.WebQueueRow._fields)
 
     async def search(self, flt: JobFilter, *, before_id: int | None, limit: int) -> SearchPage:
         """Up to ``limit`` jobs matching ``flt``, newest first, ids below ``before_id``.
@@ -198,7 +191,7 @@ class Dashboard:
         if top is None:
             return SearchPage(jobs=[], older=None, searched=None)
         found = await self._all(
-            _bind("web_search_jobs", **flt.params(), top=top, window=self.search_window, limit=limit + 1)
+            queries.web_search_jobs(**flt.params(), top=top, window=self.search_window, limit=limit + 1)
         )
         if len(found) > limit:
             return SearchPage(jobs=found[:limit], older=int(found[limit - 1]["id"]), searched=None)
@@ -207,35 +200,35 @@ class Dashboard:
         return SearchPage(jobs=found, older=older, searched=(floor, top - 1) if older is not None else None)
 
     async def _search_top(self, before_id: int | None) -> int | None:
-        found = await self._all(_bind("web_search_top", before_id=before_id))
+        found = await self._all(queries.web_search_top(before_id=before_id))
         return None if found[0]["top"] is None else int(found[0]["top"])
 
     async def count(self, flt: JobFilter, action: str, cap: int) -> tuple[int, int | None]:
         """How many jobs (up to ``cap + 1``) a bulk ``action`` would touch, and their highest id."""
         states = [str(s) for s in (RETRY_STATES if action == "retry" else CANCEL_STATES)]
-        found = await self._all(_bind("web_count_jobs", **flt.params(), states=states, cap=cap))
+        found = await self._all(queries.web_count_jobs(**flt.params(), states=states, cap=cap))
         return int(found[0]["jobs"]), found[0]["max_id"]
 
     async def job(self, job_id: int) -> Job:
         """One job, live or finished. Raises JobNotFound."""
-        found = await self._all(statements.get_job(job_id))
+        found = await self._all(queries.get_job(job_id=job_id))
         if not found:
             raise JobNotFound(f"no job with id {job_id}")
         return rows.job_from_row(found[0])
 
     async def graph(self, job_id: int) -> list[GraphNode]:
         """The workflow of ``job_id`` (``skiplock.job_graph``): just the job when it has no links."""
-        return [rows.graph_node_from_row(r) for r in await self._all(statements.job_graph(job_id))]
+        return [rows.graph_node_from_row(r) for r in await self._all(queries.job_graph(job_id=job_id))]
 
     async def workers(self) -> list[WorkerInfo]:
         """Every registered worker (``skiplock.workers``)."""
-        found = await self._all(statements.list_workers())
+        found = await self._all(queries.list_workers())
         return [WorkerInfo(**{k: r[k] for k in WorkerInfo.__dataclass_fields__}) for r in found]
 
     async def schedules(self) -> list[tuple[Schedule, datetime | None]]:
         """Every schedule with its next tick (None when paused or its expression no longer parses)."""
         out = []
-        for r in await self._all(statements.list_schedules()):
+        for r in await self._all(queries.list_schedules()):
             schedule = rows.schedule_from_row(r)
             upcoming: datetime | None = None
             if not schedule.paused:
@@ -248,11 +241,11 @@ class Dashboard:
 
     async def health(self) -> dict[str, Any]:
         """Every ``skiplock.health`` check, the tables' dead rows, the partitions, NOTIFY usage."""
-        checks: list[HealthCheck] = [rows.health_from_row(r) for r in await self._all(statements.health())]
-        tables = await self._all(_bind("web_tables"))
-        partitions = await self._all(_bind("web_partitions"))
-        usage = await self._all(_bind("web_notify_usage"))
-        sees = await self._all(_bind("web_sees_all_sessions"))
+        checks: list[HealthCheck] = [rows.health_from_row(r) for r in await self._all(queries.health())]
+        tables = await self._all(queries.web_tables())
+        partitions = await self._all(queries.web_partitions())
+        usage = await self._all(queries.web_notify_usage())
+        sees = await self._all(queries.web_sees_all_sessions())
         return {
             "sees_all_sessions": bool(sees and sees[0]["sees"]),
             "checks": checks,
@@ -265,44 +258,44 @@ class Dashboard:
 
     async def retry(self, job_ids: Sequence[int]) -> list[int]:
         """``skiplock.retry``: run failed, cancelled, scheduled or retryable jobs again now."""
-        return [int(r["id"]) for r in await self._write(statements.retry(job_ids))]
+        return [int(r["id"]) for r in await self._write(queries.retry(job_ids=job_ids))]
 
     async def cancel(self, job_ids: Sequence[int]) -> dict[int, str]:
         """``skiplock.cancel``: stop queued jobs, ask running ones to stop."""
-        return {int(r["job_id"]): str(r["state"]) for r in await self._write(statements.cancel(job_ids))}
+        return {int(r["job_id"]): str(r["state"]) for r in await self._write(queries.cancel(job_ids=job_ids))}
 
     async def bulk(self, action: str, flt: JobFilter, *, max_id: int, cap: int) -> int:
         """Retry or cancel the jobs ``flt`` selects with ids up to ``max_id``; return how many."""
-        name = "web_bulk_retry" if action == "retry" else "web_bulk_cancel"
-        return len(await self._write(_bind(name, **flt.params(), max_id=max_id, cap=cap)))
+        bind = queries.web_bulk_retry if action == "retry" else queries.web_bulk_cancel
+        return len(await self._write(bind(**flt.params(), max_id=max_id, cap=cap)))
 
     async def pause_queue(self, name: str) -> None:
-        await self._write(statements.pause_queue(name))
+        await self._write(queries.pause_queue(queue=name))
 
     async def resume_queue(self, name: str) -> None:
-        await self._write(statements.resume_queue(name))
+        await self._write(queries.resume_queue(queue=name))
 
     async def set_queue_limits(self, name: str, **limits: Any) -> None:
         """``skiplock.set_queue_limits``: None removes a limit. Raises InvalidInput."""
         await self._write(
-            statements.set_queue_limits(
-                name,
-                limits.get("concurrency"),
-                limits.get("rate"),
-                limits.get("burst"),
-                limits.get("key_arg"),
-                limits.get("per_key"),
-                limits.get("key_rate"),
-                limits.get("key_burst"),
+            queries.set_queue_limits(
+                queue=name,
+                concurrency=limits.get("concurrency"),
+                rate=limits.get("rate"),
+                burst=limits.get("burst"),
+                key_arg=limits.get("key_arg"),
+                per_key=limits.get("per_key"),
+                key_rate=limits.get("key_rate"),
+                key_burst=limits.get("key_burst"),
             )
         )
 
     async def pause_schedule(self, name: str) -> bool:
-        found = await self._write(statements.pause_schedule(name))
+        found = await self._write(queries.pause_schedule(name=name))
         return bool(found and found[0]["found"])
 
     async def resume_schedule(self, name: str) -> bool:
-        found = await self._write(statements.resume_schedule(name))
+        found = await self._write(queries.resume_schedule(name=name))
         return bool(found and found[0]["found"])
 
     # ---- plumbing -----------------------------------------------------------------------
@@ -357,7 +350,7 @@ class Dashboard:
                 await executor.open(timeout=30)
                 self._executor = executor
                 if self.role is None:
-                    found = await executor.one(_bind("web_current_user"))
+                    found = await executor.one(queries.web_current_user())
                     self.role = str(found["role"]) if found else "?"
         assert self._executor is not None
         return self._executor
@@ -365,9 +358,9 @@ class Dashboard:
 
 async def _monitor_role(executor: AsyncExecutor, conn: Conn) -> None:
     """Run a read-only dashboard's connection as skiplock_monitor when the login may."""
-    found = await executor.one(_bind("web_monitor_role"), conn=conn)
+    found = await executor.one(queries.web_monitor_role(), conn=conn)
     if found and found["usable"]:
-        await executor.run(_bind("web_set_monitor_role"), conn=conn)
+        await executor.run(queries.web_set_monitor_role(), conn=conn)
 
 
 def describe_limits(row: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from skiplock._core import statements
+from skiplock._core import queries, statements
 from skiplock._core.outcome import TX_ABORTED, TX_ENDED, Outcome, OutcomeKind, fail_statement, recorded
 from skiplock.errors import SkiplockError
 from skiplock.models import Json
@@ -94,7 +94,7 @@ class Completer:
         try:
             if outcome.kind is OutcomeKind.RELEASE:
                 rows, retried = await self.database.tried(
-                    statements.release([job.id], [token(job)]), attempts=3
+                    queries.release(job_ids=[job.id], lease_tokens=[token(job)]), attempts=3
                 )
                 if rows or (retried and await self.recorded(held, OutcomeKind.RELEASE)):
                     self.stats.released += 1
@@ -232,11 +232,11 @@ class Completer:
         if not reports:
             return
         await self.database.rows(
-            statements.set_progress(
-                [h.job.id for h, _ in reports],
-                [token(h.job) for h, _ in reports],
-                [p[0] for _, p in reports],
-                [p[1] for _, p in reports],
+            queries.set_progress(
+                job_ids=[h.job.id for h, _ in reports],
+                lease_tokens=[token(h.job) for h, _ in reports],
+                progress=[p[0] for _, p in reports],
+                messages=[p[1] for _, p in reports],
             ),
             attempts=1,
         )
@@ -247,7 +247,10 @@ class Completer:
     async def release_unstarted(self, waiting: list[Held]) -> None:
         try:
             rows, retried = await self.database.tried(
-                statements.release([h.job.id for h in waiting], [token(h.job) for h in waiting]), attempts=3
+                queries.release(
+                    job_ids=[h.job.id for h in waiting], lease_tokens=[token(h.job) for h in waiting]
+                ),
+                attempts=3,
             )
             released = {int(r["id"]) for r in rows}
             for h in waiting:
@@ -265,7 +268,7 @@ class Completer:
         retried statement found no job, the first try may have been committed and its reply
         lost. A read of the job (live or in history); returns its state then, else None."""
         try:
-            rows = await self.database.rows(statements.get_job(held.job.id), attempts=3)
+            rows = await self.database.rows(queries.get_job(job_id=held.job.id), attempts=3)
         except SkiplockError as exc:
             log.warning("job %s: could not check its outcome (%s)", held.job.id, exc, extra=fields(held.job))
             return None

@@ -15,7 +15,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
-from skiplock._core import statements
+from skiplock._core import queries
+from skiplock._core.statements import BoundStatement
 from skiplock.errors import SkiplockError
 from skiplock.worker.database import WorkerDatabase
 from skiplock.worker.inflight import Held, InFlight, Phase, token
@@ -54,7 +55,7 @@ class LeaseKeeper:
         await self.database.rows(self._registration(), attempts=5)
 
     async def deregister(self) -> None:
-        await self.database.rows(statements.deregister_worker(self.worker_id), attempts=1)
+        await self.database.rows(queries.deregister_worker(worker_id=self.worker_id), attempts=1)
 
     async def run(self) -> None:
         interval = max(0.05, self.lease.total_seconds() / 3)
@@ -85,7 +86,11 @@ class LeaseKeeper:
         try:
             if held:
                 rows = await self.database.rows(
-                    statements.heartbeat([h.job.id for h in held], [token(h.job) for h in held], self.lease),
+                    queries.heartbeat(
+                        job_ids=[h.job.id for h in held],
+                        lease_tokens=[token(h.job) for h in held],
+                        lease=self.lease,
+                    ),
                     attempts=1,
                 )
                 extended = {int(r["id"]) for r in rows}
@@ -103,7 +108,7 @@ class LeaseKeeper:
             if held:
                 # Polling fallback for cancellations whose NOTIFY we missed.
                 flagged = await self.database.rows(
-                    statements.cancel_requested([h.job.id for h in held]), attempts=1
+                    queries.cancel_requested(job_ids=[h.job.id for h in held]), attempts=1
                 )
                 for r in flagged:
                     self.on_cancel(int(r["id"]))
@@ -120,7 +125,9 @@ class LeaseKeeper:
         if the row is gone)."""
         done, self.inflight.done_unreported = self.inflight.done_unreported, 0
         try:
-            alive = await self.database.rows(statements.worker_heartbeat(self.worker_id, done), attempts=1)
+            alive = await self.database.rows(
+                queries.worker_heartbeat(worker_id=self.worker_id, jobs_done=done), attempts=1
+            )
         except SkiplockError:
             self.inflight.done_unreported += done  # reported with the next beat
             raise
@@ -134,7 +141,8 @@ class LeaseKeeper:
         sent = asyncio.get_running_loop().time()
         try:
             rows = await self.database.rows(
-                statements.heartbeat([held.job.id], [token(held.job)], self.lease), attempts=3
+                queries.heartbeat(job_ids=[held.job.id], lease_tokens=[token(held.job)], lease=self.lease),
+                attempts=3,
             )
         except SkiplockError:
             return True  # unknown: run it, as if the check had not been made; the outcome tells
@@ -144,7 +152,11 @@ class LeaseKeeper:
         self.inflight.found_lost(held)
         return False
 
-    def _registration(self) -> statements.BoundStatement:
-        return statements.register_worker(
-            self.worker_id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
+    def _registration(self) -> BoundStatement:
+        return queries.register_worker(
+            worker_id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self.queues,
+            concurrency=self.concurrency,
         )

@@ -13,7 +13,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from skiplock._core import statements
+from skiplock._core import queries, statements
 from skiplock._core.claiming import poll_delay_s
 from skiplock._core.cron import MAX_TICKS
 from skiplock._core.cron import due_ticks as cron_ticks
@@ -95,7 +95,7 @@ class Reaper(Service):
     name = "reaper"
 
     async def run_once(self, as_of: datetime | None = None) -> float | None:
-        rows = await self.db.rows(statements.reap(as_of=as_of), attempts=1)
+        rows = await self.db.rows(queries.reap(max_jobs=1000, as_of=as_of), attempts=1)
         if rows:
             log.info("reaped %s jobs with expired leases", len(rows))
         return None
@@ -114,8 +114,10 @@ class PartitionKeeper(Service):
         self.retention = retention
 
     async def run_once(self, as_of: datetime | None = None) -> float | None:
-        await self.db.rows(statements.ensure_partitions(as_of=as_of), attempts=1)
-        dropped = await self.db.rows(statements.drop_partitions(self.retention, as_of=as_of), attempts=1)
+        await self.db.rows(queries.ensure_partitions(days_ahead=3, as_of=as_of), attempts=1)
+        dropped = await self.db.rows(
+            queries.drop_partitions(retention=self.retention, as_of=as_of), attempts=1
+        )
         if dropped:
             log.info("dropped history partitions %s", [r["name"] for r in dropped])
         return None
@@ -160,7 +162,7 @@ class Scheduler(Service):
         """Fire every schedule's due ticks (as of ``as_of``, else the database's clock); return
         how long to sleep until the next one is due."""
         wait = MAX_SCHEDULER_SLEEP_S
-        rows = await self.db.rows(statements.list_schedules(), attempts=1)
+        rows = await self.db.rows(queries.list_schedules(), attempts=1)
         # Forget what was reported about schedules since fixed or deleted: reported again if broken again.
         self._bad &= {(r["name"], r["cron"], r["tz"]) for r in rows}
         for row in rows:
@@ -182,7 +184,9 @@ class Scheduler(Service):
             ticks = cron_ticks(row["cron"], row["tz"], max(row["last_tick"], now - row["catch_up"]), now)
             if ticks:
                 try:
-                    fired = await self.db.rows(statements.fire_schedule(name, ticks, as_of=as_of), attempts=1)
+                    fired = await self.db.rows(
+                        queries.fire_schedule(name=name, ticks=ticks, as_of=as_of), attempts=1
+                    )
                 except InvalidInput as exc:  # its task, queue or args refused: the others go on
                     self._report(key, f"schedule {name} cannot fire and is skipped: {exc}")
                     continue

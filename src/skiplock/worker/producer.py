@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from skiplock._core import statements, tracing
+from skiplock._core import queries, tracing
 from skiplock._core.claiming import batch_cap, claim_size, poll_delay_s, rate_poll_s, refill_threshold
 from skiplock._core.rows import job_from_claim
 from skiplock._driver.errors import is_transient
@@ -96,7 +96,7 @@ class Producer:
             self.wakeup.set()  # enough slots are free for a worthwhile claim
 
     async def refresh_limits(self) -> None:
-        rows = await self.database.rows(statements.rate_limits(self.queues), attempts=1)
+        rows = await self.database.rows(queries.rate_limits(queues=self.queues), attempts=1)
         buckets = [
             (float(r["rate_limit"]), int(r["rate_burst"])) for r in rows if r["rate_limit"] is not None
         ]
@@ -134,7 +134,7 @@ class Producer:
             try:
                 sent = loop.time()
                 rows = await self.database.driver.tuples(
-                    statements.claim(self.queues, self.worker_id, n, self.lease)
+                    queries.claim(queues=self.queues, worker_id=self.worker_id, max_jobs=n, lease=self.lease)
                 )
             except SkiplockError as exc:
                 if not is_transient(exc):

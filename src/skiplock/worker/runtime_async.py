@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from skiplock._core import statements
+from skiplock._core import queries
 from skiplock._core.rows import parent_result_from_row
 from skiplock._core.text import ESCAPE_ARGS
 from skiplock._driver import jsonb
@@ -416,7 +416,7 @@ class _JobReads:
         self._worker = worker
 
     async def aparent_results(self, job_id: int) -> list[ParentResult]:
-        rows = await self._worker._database.rows(statements.parent_results(job_id))
+        rows = await self._worker._database.rows(queries.parent_results(job_id=job_id))
         return [parent_result_from_row(r) for r in rows]
 
     def parent_results(self, job_id: int) -> list[ParentResult]:

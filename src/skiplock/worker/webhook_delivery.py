@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from skiplock._core import statements
+from skiplock._core import queries
 from skiplock.backoff import exponential
 from skiplock.context import current_job
 from skiplock.errors import Fail
@@ -33,7 +33,7 @@ def delivery_task(database: Callable[[], WorkerDatabase]) -> Task[Any]:
     async def deliver_webhook(
         webhook_id: int, event: str, job_id: int, queue: str, task: str, at: str
     ) -> dict[str, int]:
-        rows = await database().rows(statements.webhook_for_delivery(webhook_id), attempts=3)
+        rows = await database().rows(queries.webhook_for_delivery(webhook_id=webhook_id), attempts=3)
         if not rows or not rows[0]["active"]:
             raise Fail(f"webhook {webhook_id} no longer exists")
         hook = rows[0]

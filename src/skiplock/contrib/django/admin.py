@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db import connections
 
-from skiplock._core import statements
+from skiplock._core import queries
 from skiplock._core.statements import BoundStatement
 from skiplock._driver.connection import resolve_sync
 from skiplock._driver.executor import Executor
@@ -38,12 +38,12 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run the selected jobs again now (skiplock.retry)")
     def retry_jobs(self, request: Any, queryset: Any) -> None:
-        done = _call(statements.retry(list(queryset.values_list("id", flat=True))), queryset.db)
+        done = _call(queries.retry(job_ids=list(queryset.values_list("id", flat=True))), queryset.db)
         self.message_user(request, f"{done} job(s) will run again", messages.SUCCESS)
 
     @admin.action(description="Cancel the selected jobs (skiplock.cancel)")
     def cancel_jobs(self, request: Any, queryset: Any) -> None:
-        done = _call(statements.cancel(list(queryset.values_list("id", flat=True))), queryset.db)
+        done = _call(queries.cancel(job_ids=list(queryset.values_list("id", flat=True))), queryset.db)
         self.message_user(request, f"cancel requested for {done} job(s)", messages.SUCCESS)
 
 
