@@ -310,7 +310,16 @@ class Drive:
         self.stop = asyncio.Event()
         self.reset()
         self.windows: list[dict[str, Any]] = []
-        self.tx = {"attempts": 0, "truncated": 0, "lock_timeouts": 0, "rotations": 0, "rotation_blocked": 0}
+        self.tx = {
+            "attempts": 0,
+            "truncated": 0,
+            "lock_timeouts": 0,
+            "skipped_held": 0,
+            "rotations": 0,
+            "rotation_blocked": 0,
+        }
+        self.backoff: dict[int, float] = {}
+        self.retry_at: dict[int, float] = {}
         self.tx_lock_wait_ms: list[float] = []
         self.errors: list[str] = []
 
@@ -401,6 +410,11 @@ class Drive:
         finally:
             await conn.close()
 
+    def back_off(self, k: int) -> None:
+        """The next TRUNCATE attempt on segment ``k`` after 0.5 s, doubling to 10 s."""
+        self.backoff[k] = min(10.0, 2 * self.backoff.get(k, 0.25))
+        self.retry_at[k] = time.monotonic() + self.backoff[k]
+
     async def rotate_once(
         self, conn: psycopg.AsyncConnection[Any], n: int, every: float, count: int, timeout: int
     ) -> None:
@@ -423,6 +437,21 @@ class Drive:
                 continue
             if states[k] == "draining":
                 await conn.execute("UPDATE ring SET states[%s] = 'drained' WHERE id = 1", [k + 1])
+            if time.monotonic() < self.retry_at.get(k, 0.0):
+                continue
+            if self.cfg["look_first"]:
+                # Look before queueing: a lock request that waits puts every later claim of this
+                # segment behind it, so never ask while a long transaction holds the segment.
+                c = await conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                    " WHERE l.relation = %s::regclass AND l.granted AND l.pid <> pg_backend_pid()"
+                    " AND a.xact_start < now() - interval '1 second')",
+                    [f"job_{k}"],
+                )
+                if (await c.fetchone() or [False])[0]:
+                    self.tx["skipped_held"] += 1
+                    self.back_off(k)
+                    continue
             self.tx["attempts"] += 1
             started = time.perf_counter()
             try:
@@ -437,8 +466,10 @@ class Drive:
                     await conn.execute(f"TRUNCATE job_{k}")
                     await conn.execute("UPDATE ring SET states[%s] = 'free' WHERE id = 1", [k + 1])
                 self.tx["truncated"] += 1
+                self.backoff.pop(k, None)
             except errors.LockNotAvailable:
                 self.tx["lock_timeouts"] += 1
+                self.back_off(k)
         if age < every and last_id - first_id < count:
             return
         c = await conn.execute("SELECT states FROM ring WHERE id = 1")
@@ -481,6 +512,7 @@ class Drive:
             "t": round(t, 1),
             "phase": phase,
             "load1": os.getloadavg()[0],
+            "span": round(span, 2),
             "enqueued_per_s": self.enqueued / span,
             "completions_per_s": self.done / span,
             "claims": len(self.claim_ms),
@@ -616,6 +648,8 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
         "baseline_keyed_enqueue_p99_ms": med("baseline", "keyed_enqueue_p99_ms"),
         "hold_keyed_enqueue_p99_ms_worst": worst("hold", "keyed_enqueue_p99_ms"),
         "live_duplicate_keys_max": max((w["live_duplicate_keys"] for w in ws), default=0),
+        "enqueued": round(sum(w["enqueued_per_s"] * float(w.get("span", WINDOW_S)) for w in ws)),
+        "deduped": sum(w["deduped"] for w in ws),
         "load1_median": statistics.median([w["load1"] for w in ws] or [0]),
     }
 
@@ -630,14 +664,17 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f" {args.hold:g} s after a {args.baseline:g} s baseline\n",
         "| candidate | claim p50 ms: baseline → end of hold | claim p99 worst | pickup p99 ms: baseline → worst"
         " | fewest done/s in hold | live MiB: baseline → max | dead tuples max | dedupe/ring MiB max"
-        " | keyed enqueue p99 ms: baseline → worst | TRUNCATE ok/tried (lock timeouts) | live dup keys |",
+        " | keyed enqueue p99 ms: baseline → worst | TRUNCATE ok/tried (lock timeouts; skipped while held)"
+        " | live dup keys |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         s = summary(r)
         t = r["truncate"]
         trunc = (
-            f"{t['truncated']}/{t['attempts']} ({t['lock_timeouts']})" if r["candidate"] != "single" else "-"
+            f"{t['truncated']}/{t['attempts']} ({t['lock_timeouts']}; {t.get('skipped_held', 0)} skipped)"
+            if r["candidate"] != "single"
+            else "-"
         )
         out.append(
             f"| {r['candidate']} | {f(s['baseline_claim_p50_ms'], '.2f')} → {f(s['hold_claim_p50_ms_last'], '.2f')}"
@@ -663,6 +700,12 @@ def main() -> None:
     p.add_argument("--lock-timeout-ms", type=int, default=20, help="the TRUNCATE's lock_timeout")
     p.add_argument("--tick-s", type=float, default=0.5, help="how often the rotator looks")
     p.add_argument("--holder-reads", choices=["other", "queue"], default="other")
+    p.add_argument(
+        "--look-first",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="skip a TRUNCATE attempt while pg_locks shows a transaction older than 1 s holding the segment",
+    )
     p.add_argument("--baseline", type=float, default=60.0)
     p.add_argument("--hold", type=float, default=240.0)
     p.add_argument("--after", type=float, default=60.0)
@@ -696,7 +739,7 @@ def main() -> None:
             },
             **{
                 k: getattr(args, k)
-                for k in ("tick_s", "holder_reads", "baseline", "hold", "after", "window_s")
+                for k in ("tick_s", "holder_reads", "look_first", "baseline", "hold", "after", "window_s")
             },
         }
         parts = {c: Path(f"/tmp/rotation_lab-{os.getpid()}-{c}.json") for c in candidates}
