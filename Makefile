@@ -57,6 +57,7 @@ bench-smoke:     ## every benchmark workload at tiny sizes (needs skiplock[bench
 	$(PY) -m benchmarks.churn --smoke
 	$(PY) -m benchmarks.monitor_load --smoke
 	$(PY) -m benchmarks.long_tx --smoke
+	$(PY) -m benchmarks.rotation_lab --smoke
 	$(PY) -m benchmarks.web_load --smoke
 
 bench-monitor:   ## drain throughput with and without the monitor and a metrics scrape watching

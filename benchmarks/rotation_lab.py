@@ -32,7 +32,7 @@ live tables' size with indexes, their dead tuples, the dedupe table's, and the r
 
     python -m benchmarks.rotation_lab                       # 60 s baseline, 4 min hold, 60 s after
     python -m benchmarks.rotation_lab --holder-reads queue --hold 180
-    python -m benchmarks.rotation_lab --smoke               # about 30 s, to check that it runs
+    python -m benchmarks.rotation_lab --smoke               # under 30 s, to check that it runs
 
 It writes ``benchmarks/results/rotation_lab-<time>.json`` and prints a markdown table.
 """
@@ -712,7 +712,7 @@ def main() -> None:
     p.add_argument("--window-s", type=float, default=WINDOW_S, help="seconds per recorded window")
     p.add_argument("--port", type=int, default=5498)
     p.add_argument("--json", type=Path, help="default: benchmarks/results/rotation_lab-<time>.json")
-    p.add_argument("--smoke", action="store_true", help="about 30 seconds at small sizes, to check it runs")
+    p.add_argument("--smoke", action="store_true", help="under 30 seconds at small sizes, to check it runs")
     p.add_argument("--explain", action="store_true", help="print each candidate's claim plan and exit")
     args = p.parse_args()
     if args.explain:
@@ -721,7 +721,7 @@ def main() -> None:
                 print(f"-- {c}\n{explain(create(admin, c, args.segments), c, args.segments)}")
         return
     if args.smoke:
-        args.rate, args.rotate_s, args.baseline, args.hold, args.after = 30, 3.0, 10.0, 10.0, 0.0
+        args.rate, args.rotate_s, args.baseline, args.hold, args.after = 30, 3.0, 10.0, 5.0, 0.0
         args.window_s = 5.0
     candidates = args.candidates.split(",")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%MZ")
