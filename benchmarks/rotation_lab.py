@@ -14,7 +14,8 @@ every candidate alike:
     segment's own index scan (``FOR UPDATE SKIP LOCKED`` per segment, a drained segment gated off
     by a one-time filter) and keeps the best ``n`` overall, so priority holds across segments; a
     rotator moves ``current`` on by time or count and ``TRUNCATE``s a segment once it is empty,
-    under ``lock_timeout`` and retried next tick. Dedupe: a unique index per segment, plus a
+    under ``lock_timeout`` (backing off after a timeout, and not asking at all while ``pg_locks``
+    shows a long transaction holding the segment). Dedupe: a unique index per segment, plus a
     transaction advisory lock on the key and a probe of every segment (no table of its own).
 ``ring_dedupe_table``
     the same ring, but dedupe keys live in one ordinary table (key → job id), inserted on enqueue
