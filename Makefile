@@ -8,7 +8,7 @@ FAST := not slow and not timing and not subprocess
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast test-faults lint generate check-generated docs demo \
-	bench bench-smoke bench-monitor bench-web churn explain
+	bench bench-smoke bench-monitor bench-web churn explain rotation-lab
 
 help:            ## list the targets
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +59,7 @@ bench-smoke:     ## every benchmark workload at tiny sizes (needs skiplock[bench
 	$(PY) -m benchmarks.churn --smoke
 	$(PY) -m benchmarks.monitor_load --smoke
 	$(PY) -m benchmarks.long_tx --smoke
+	$(PY) -m benchmarks.rotation_lab --smoke
 	$(PY) -m benchmarks.web_load --smoke
 
 bench-monitor:   ## drain throughput with and without the monitor and a metrics scrape watching
@@ -66,6 +67,9 @@ bench-monitor:   ## drain throughput with and without the monitor and a metrics 
 
 bench-long-tx:   ## pickup and drain through a 30-minute held xmin horizon, on a throw-away cluster (35 min)
 	$(PY) -m benchmarks.long_tx
+
+rotation-lab:    ## issue 17's candidate live-table layouts side by side through a held snapshot (7 min)
+	$(PY) -m benchmarks.rotation_lab
 
 bench-web:       ## job search with 1M jobs in history, and drain throughput with the dashboard open
 	$(PY) -m benchmarks.web_load
