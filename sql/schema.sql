@@ -1378,6 +1378,7 @@ $$;
 
 CREATE FUNCTION skiplock.complete(job_ids bigint[], lease_tokens uuid[], results jsonb[] DEFAULT NULL::jsonb[], as_of timestamp with time zone DEFAULT now()) RETURNS SETOF bigint
     LANGUAGE plpgsql
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 DECLARE
     ids     bigint[] := complete.job_ids;

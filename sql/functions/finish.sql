@@ -22,6 +22,10 @@ CREATE OR REPLACE FUNCTION skiplock.complete(
 )
 RETURNS SETOF bigint
 LANGUAGE plpgsql
+-- Its plan is the same whatever the arrays hold (a primary-key probe per id, see below): plan it
+-- once per session. Re-planned per call (a custom plan: the CTEs and the insert into the
+-- partitioned history), a one-job completion took 1.2 ms instead of 0.3.
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     ids     bigint[] := complete.job_ids;
