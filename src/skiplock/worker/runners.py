@@ -2,7 +2,7 @@
 
 No asyncio task is created per job. A runner takes the next ready job without a trip through
 the event loop when one is there, runs it through the executor (``executor.py``: ``def`` tasks
-in a thread pool of ``concurrency`` threads, ``async def`` tasks on the loop) and hands the
+on up to ``concurrency`` threads (``threads.py``), ``async def`` tasks on the loop) and hands the
 outcome to the completer. Ready jobs wake runners one at a time (:class:`ReadyJobs`), so a claim
 of 500 instant jobs does not schedule 500 runners that would find nothing left to do.
 """
@@ -126,14 +126,14 @@ class Runners:
         self.thread_runs: set[ThreadRun] = set()
 
     def start(self) -> list[asyncio.Task[None]]:
-        """Start the thread pool and the runners; return the runners' tasks."""
+        """Start the task threads and the runners; return the runners' tasks."""
         self.threads = TaskThreads(self.concurrency)
         return [
             asyncio.create_task(self._run(), name=f"skiplock-runner-{i}") for i in range(self.concurrency)
         ]
 
     def close(self) -> None:
-        """Stop the thread pool without waiting: a thread past its timeout cannot be stopped."""
+        """Let the task threads end without waiting: a thread past its timeout cannot be stopped."""
         if self.threads is not None:
             self.threads.shutdown()
 

@@ -5,7 +5,7 @@ The worker assembles its parts, each an asyncio task named ``skiplock-<part>``:
 - the **producer** (``producer.py``) claims jobs when there is room and sleeps until a NOTIFY,
   a freed slot or the poll floor;
 - ``concurrency`` long-lived **runners** (``runners.py``) take claimed jobs and run each
-  through the **executor** (``executor.py``): ``def`` tasks in a thread pool, ``async def``
+  through the **executor** (``executor.py``): ``def`` tasks on threads (``threads.py``), ``async def``
   tasks on the loop;
 - the **completer** (``completer.py``) records outcomes, completions in batches on their own
   connection; a task that opened its job transaction is completed on it
