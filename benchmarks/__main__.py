@@ -110,6 +110,9 @@ def systems() -> tuple[list[System], dict[str, str]]:
         System("raw COPY", "raw", raw, raw.batch_copy, None, None),
         System("skiplock", "skiplock", skiplock_system, skiplock_system.batch_enqueue,
                skiplock_system.single_enqueue, _count("SELECT count(*) FROM skiplock.job")),
+        # enqueue_many through COPY into the session's staging table (not the client's default).
+        System("skiplock (COPY path)", "skiplock", skiplock_system, skiplock_system.batch_enqueue_copy, None,
+               None, only=frozenset({"enqueue"})),
         # What most users write: a plain `def` task, run in the worker's threads.
         System("skiplock (def task)", "skiplock-def", skiplock_system, skiplock_system.batch_enqueue, None,
                _count("SELECT count(*) FROM skiplock.job"), only=frozenset({"drain"})),

@@ -29,6 +29,17 @@ def batch_enqueue(dsn: str, n: int, batch: int) -> None:
             client.enqueue_many(_specs(min(batch, n - start)))
 
 
+def batch_enqueue_copy(dsn: str, n: int, batch: int) -> None:
+    """batch_enqueue with the client's COPY path switched on (off by default: docs/performance.md)."""
+    from skiplock._core import copying
+
+    saved, copying.COPY_MIN_BATCH = copying.COPY_MIN_BATCH, 1
+    try:
+        batch_enqueue(dsn, n, batch)
+    finally:
+        copying.COPY_MIN_BATCH = saved
+
+
 def single_enqueue(dsn: str, n: int) -> None:
     with skiplock.Client(dsn, max_size=1) as client:
         for i in range(n):

@@ -35,8 +35,10 @@ $$;
 -- role (see _create_roles). Returns one row per role: whether it exists, and so has its
 -- privileges now. Idempotent; safe while workers run (GRANT and REVOKE only touch the catalog).
 -- Executable by the owner (and superusers) only; the migrator runs it after every change.
---   skiplock_producer  enqueues (enqueue, enqueue_many) and reads jobs (the jobs view) and the
---                      workflows it enqueued (job_graph, parent_results); no table access.
+--   skiplock_producer  enqueues (enqueue, enqueue_many; stage_jobs and enqueue_staged, with a COPY
+--                      into the session's staging table between them) and reads jobs (the jobs
+--                      view) and the workflows it enqueued (job_graph, parent_results); no table
+--                      access.
 --   skiplock_worker    what the worker runtime runs: claim, complete, fail, heartbeat, release,
 --                      set_progress, reap, the worker registry, cron, partition maintenance,
 --                      enqueue for follow-up jobs, and reading webhooks to sign deliveries. No
@@ -67,6 +69,8 @@ BEGIN
     IF to_regrole('skiplock_producer') IS NOT NULL THEN
         -- Both run as their owner: no table privilege, no helper function needed.
         GRANT EXECUTE ON FUNCTION skiplock.enqueue, skiplock.enqueue_many TO skiplock_producer;
+        -- Batch enqueue through COPY (copy.sql): the staging table is the session's own.
+        GRANT EXECUTE ON FUNCTION skiplock.stage_jobs, skiplock.enqueue_staged TO skiplock_producer;
         GRANT SELECT ON skiplock.jobs TO skiplock_producer;
         -- Inspecting the workflows it enqueued (both run as their owner).
         GRANT EXECUTE ON FUNCTION skiplock.job_graph, skiplock.parent_results TO skiplock_producer;
@@ -81,7 +85,8 @@ BEGIN
             skiplock.register_worker, skiplock.worker_heartbeat, skiplock.deregister_worker,
             skiplock.upsert_schedule, skiplock.fire_schedule,
             skiplock.ensure_partitions, skiplock.drop_partitions,
-            skiplock.enqueue, skiplock.enqueue_many, skiplock.parent_results, skiplock.job_graph,
+            skiplock.enqueue, skiplock.enqueue_many, skiplock.stage_jobs, skiplock.enqueue_staged,
+            skiplock.parent_results, skiplock.job_graph,
             skiplock.backoff, skiplock.retry_delay,
             skiplock._check_job, skiplock._check_cron, skiplock._cron_error, skiplock._check_tz, skiplock._error_entry,
             skiplock._invalid, skiplock._is_queue_name, skiplock._is_task_name, skiplock._limit_key,

@@ -11,8 +11,8 @@ from time import monotonic as _monotonic
 from types import TracebackType
 from typing import Any
 
+from skiplock._core import copying, graph, queries, statements
 from skiplock._core import cron as _cron
-from skiplock._core import graph, queries, statements
 from skiplock._core.rows import (
     activity_from_row,
     failure_from_row,
@@ -201,6 +201,16 @@ class Client:
             return []
         if not any(s.depends_on or s.on_parent_failure for s in batch):
             chunks = [batch[i : i + ENQUEUE_CHUNK] for i in range(0, len(batch), ENQUEUE_CHUNK)]
+            if copying.is_copy_worth_it(batch):
+                # Each chunk COPYed into the session's staging table, then enqueued from it; the
+                # three steps share one transaction (the staging table lives in it).
+                steps: list[statements.BoundStatement | copying.BoundCopy] = []
+                for chunk in chunks:
+                    steps += [queries.stage_jobs(), copying.copy_jobs(chunk), queries.enqueue_staged()]
+                with producer_span(batch[0].task, batch[0].queue, len(batch)) as traceparent:
+                    results = self._run_enqueue(steps, conn, traceparent, atomic=True)
+                staged = zip(steps, results, strict=True)
+                return [int(r["id"]) for step, rows in staged if step.name == "enqueue_staged" for r in rows]
             stmts = [statements.enqueue_many(chunk) for chunk in chunks]
             with producer_span(batch[0].task, batch[0].queue, len(batch)) as traceparent:
                 results = self._run_enqueue(stmts, conn, traceparent)
@@ -240,26 +250,30 @@ class Client:
 
     def _run_enqueue(
         self,
-        stmts: list[statements.BoundStatement]
+        stmts: Sequence[statements.BoundStatement | copying.BoundCopy]
         | Callable[[list[list[Any]]], statements.BoundStatement | None],
         conn: CallerConnection | None,
         traceparent: str | None,
+        *,
+        atomic: bool = False,
     ) -> list[list[Any]]:
         """Run enqueue statements: on ``conn`` (inside the caller's transaction), or on the pool;
         several, or a traced one, in one transaction. ``stmts`` is a list, or a function giving
         the next statement from the results so far (None when done: a workflow's later chunks
         name parents by the ids of earlier ones). A trace context goes with the jobs through
-        the transaction's skiplock.traceparent setting (the job table's trace_parent default), cleared after them."""
+        the transaction's skiplock.traceparent setting (the job table's trace_parent default), cleared after them.
+        ``atomic``: the statements need one transaction even on a caller's autocommit connection
+        (a COPY's staging table lives in it). A COPY's result is no rows."""
         around = (
             (queries.set_traceparent(traceparent=traceparent), queries.set_traceparent(traceparent=""))
             if traceparent
             else None
         )
-        source: Callable[[list[list[Any]]], statements.BoundStatement | None]
-        if isinstance(stmts, list):
+        source: Callable[[list[list[Any]]], statements.BoundStatement | copying.BoundCopy | None]
+        if isinstance(stmts, Sequence):
             listed = stmts
 
-            def from_list(done: list[list[Any]]) -> statements.BoundStatement | None:
+            def from_list(done: list[list[Any]]) -> statements.BoundStatement | copying.BoundCopy | None:
                 return listed[len(done)] if len(done) < len(listed) else None
 
             source, single = from_list, len(listed) == 1
@@ -271,7 +285,7 @@ class Client:
                 return [self._executor.all(source([]))]  # type: ignore[arg-type]
         if conn is not None:
             raw = resolve_sync(conn)
-            if around is None:
+            if around is None and not atomic:
                 return self._enqueue_on(raw, source, None)
             with self._executor.transaction(raw) as tx:  # a savepoint inside the caller's transaction
                 return self._enqueue_on(tx, source, around)
@@ -281,14 +295,18 @@ class Client:
     def _enqueue_on(
         self,
         conn: Conn,
-        source: Callable[[list[list[Any]]], statements.BoundStatement | None],
+        source: Callable[[list[list[Any]]], statements.BoundStatement | copying.BoundCopy | None],
         around: tuple[statements.BoundStatement, statements.BoundStatement] | None,
     ) -> list[list[Any]]:
         if around is not None:
             self._executor.run(around[0], conn=conn)
         results: list[list[Any]] = []
         while (stmt := source(results)) is not None:
-            results.append(self._executor.all(stmt, conn=conn))
+            if isinstance(stmt, copying.BoundCopy):
+                self._executor.copy_rows(stmt, conn=conn)
+                results.append([])
+            else:
+                results.append(self._executor.all(stmt, conn=conn))
         if around is not None:
             self._executor.run(around[1], conn=conn)
         return results

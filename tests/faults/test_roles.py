@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 import skiplock
 from skiplock import JobSpec, JobState
+from skiplock._core import copying
 from skiplock._sql import migrations
 from skiplock.cli import app
 from waiting import await_until
@@ -34,7 +35,7 @@ FAST = {"poll_interval": timedelta(milliseconds=50), "reap_interval": timedelta(
 #: The functions each role may execute: exactly these (a new function fails this test until its
 #: migration decides who may run it, in skiplock._grant_roles()).
 EXECUTE = {
-    PRODUCER: {"enqueue", "enqueue_many", "job_graph", "parent_results"},
+    PRODUCER: {"enqueue", "enqueue_many", "stage_jobs", "enqueue_staged", "job_graph", "parent_results"},
     WORKER: {
         "claim",
         "complete",
@@ -52,6 +53,8 @@ EXECUTE = {
         "drop_partitions",
         "enqueue",
         "enqueue_many",
+        "stage_jobs",
+        "enqueue_staged",
         "job_graph",
         "parent_results",
         "backoff",
@@ -180,7 +183,7 @@ def run(dsn: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
 
 
 def test_security_definer_functions_pin_search_path(conn):
-    """Pass: the SECURITY DEFINER functions are exactly the ten meant to be, and each pins
+    """Pass: the SECURITY DEFINER functions are exactly the twelve meant to be, and each pins
     search_path to pg_catalog then pg_temp, so no caller's schema or temp object can stand in for
     what their bodies call."""
     rows = conn.execute(
@@ -191,7 +194,7 @@ def test_security_definer_functions_pin_search_path(conn):
         """
     ).fetchall()
     assert {name for name, _ in rows} == {
-        "enqueue", "enqueue_many", "ensure_partitions", "drop_partitions",
+        "enqueue", "enqueue_many", "stage_jobs", "enqueue_staged", "ensure_partitions", "drop_partitions",
         "_webhooks_enqueue", "_webhooks_enqueue_inserted", "_webhooks_enqueue_updated",
         "_resolve_dependents", "job_graph", "parent_results",
     }  # fmt: skip
@@ -477,9 +480,10 @@ def test_grant_roles_reapplies_the_matrix_and_takes_back_extra_privileges(conn, 
     assert skiplock.Migrator(dsn).grant_roles() == {PRODUCER: True, WORKER: True, MONITOR: True}
 
 
-async def test_a_plain_owner_migrates_and_its_roles_work(conn, dsn, login):
+async def test_a_plain_owner_migrates_and_its_roles_work(conn, dsn, login, monkeypatch):
     """Pass: an owner without superuser or CREATEROLE migrates a database of its own (the group
-    roles exist already, so their privileges are applied); there a producer enqueues, a worker
+    roles exist already, so their privileges are applied); there a producer enqueues (a batch
+    through COPY too: the staging table is the owner's, the producer may insert), a worker
     drains and creates history partitions, which belong to the owner; the owner may not
     create roles, and a user who does not own the schema cannot re-apply the privileges."""
     owner = login()
@@ -502,6 +506,16 @@ async def test_a_plain_owner_migrates_and_its_roles_work(conn, dsn, login):
             )
         ]
 
+        # A batch through COPY: the staging table belongs to the plain owner, the producer fills it.
+        monkeypatch.setattr(copying, "COPY_MIN_BATCH", 10)
+        with skiplock.Client(producer) as client:
+            copied = client.enqueue_many(
+                [JobSpec(task="copied", args={"n": n}, queue="roles_copy") for n in range(10)]
+            )
+        assert run(
+            owned, "SELECT id, (args ->> 'n')::int FROM skiplock.jobs WHERE queue = 'roles_copy' ORDER BY id"
+        ) == [(i, n) for n, i in enumerate(copied)]
+
         @skiplock.task(queue="roles")
         def double(n: int) -> int:
             return n * 2
@@ -509,7 +523,10 @@ async def test_a_plain_owner_migrates_and_its_roles_work(conn, dsn, login):
         await skiplock.AsyncWorker(
             [double], dsn=worker, burst=True, maintenance=False, schedules=False, **FAST
         ).run()
-        assert run(owned, "SELECT id, result FROM skiplock.jobs ORDER BY id") == [(ids[0], 2), (ids[1], 4)]
+        assert run(owned, "SELECT id, result FROM skiplock.jobs WHERE queue = 'roles' ORDER BY id") == [
+            (ids[0], 2),
+            (ids[1], 4),
+        ]
         made = run(worker, "SELECT * FROM skiplock.ensure_partitions(days_ahead => 10)")
         assert made
         assert run(

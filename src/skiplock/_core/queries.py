@@ -31,6 +31,7 @@ __all__ = [
     "EnableEventsRow",
     "EnqueueManyRow",
     "EnqueueRow",
+    "EnqueueStagedRow",
     "EnsurePartitionsRow",
     "EventsEnabledRow",
     "FailRow",
@@ -92,6 +93,7 @@ __all__ = [
     "cancel_requested",
     "claim",
     "complete",
+    "copy_jobs",
     "create_roles",
     "database_info",
     "database_now",
@@ -102,6 +104,7 @@ __all__ = [
     "enable_events",
     "enqueue",
     "enqueue_many",
+    "enqueue_staged",
     "ensure_partitions",
     "events_enabled",
     "fail",
@@ -149,6 +152,7 @@ __all__ = [
     "set_progress",
     "set_queue_limits",
     "set_traceparent",
+    "stage_jobs",
     "task_stats",
     "upsert_schedule",
     "web_bulk_cancel",
@@ -218,6 +222,27 @@ class DatabaseNowRow(NamedTuple):
     """A row of ``database_now`` (sql/queries/admin.sql)."""
 
     now: datetime
+
+
+def stage_jobs() -> BoundStatement:
+    """Bind ``stage_jobs`` (sql/queries/copy.sql, :exec: no rows)."""
+    return BoundStatement(QUERIES["stage_jobs"], {})
+
+
+def copy_jobs() -> BoundStatement:
+    """Bind ``copy_jobs`` (sql/queries/copy.sql, :exec: no rows)."""
+    return BoundStatement(QUERIES["copy_jobs"], {})
+
+
+def enqueue_staged() -> BoundStatement:
+    """Bind ``enqueue_staged`` (sql/queries/copy.sql, :many: rows of :class:`EnqueueStagedRow`)."""
+    return BoundStatement(QUERIES["enqueue_staged"], {})
+
+
+class EnqueueStagedRow(NamedTuple):
+    """A row of ``enqueue_staged`` (sql/queries/copy.sql)."""
+
+    id: int
 
 
 def enqueue(

@@ -194,3 +194,20 @@ def upsert_schedule(
         max_attempts=max_attempts,
         catch_up=catch_up,
     )
+
+
+def copy_row(spec: JobSpec, position: int) -> tuple[Any, ...]:
+    """One job as a row of the ``copy_jobs`` COPY (its columns, in order), at 1-based ``position``."""
+    return (
+        position,
+        spec.queue,
+        spec.task,
+        _args(spec.args),
+        spec.priority,
+        spec.run_at,
+        spec.delay,
+        spec.max_attempts,
+        spec.dedupe_key,
+        spec.dedupe_window,
+        _policy(spec),
+    )

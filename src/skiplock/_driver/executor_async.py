@@ -7,9 +7,11 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
+from skiplock._core.copying import BoundCopy
 from skiplock._core.statements import BoundStatement
 from skiplock._driver.errors import translated
 
@@ -89,6 +91,18 @@ class AsyncExecutor:
         """Close the pool and its connections."""
         await self.pool.close()
 
+    @staticmethod
+    async def copy_rows(copy: BoundCopy, *, conn: Conn) -> None:
+        """Run ``copy`` (a ``COPY … FROM STDIN``) on ``conn`` and send its rows, in text format.
+
+        ``conn`` is one inside a transaction (``transaction()``): what the rows go into is the
+        session's staging table, which the next statement of the same transaction reads.
+        """
+        with translated():
+            async with psycopg.AsyncCursor(conn) as cur, cur.copy(copy.statement.text) as out:
+                for row in copy.rows:
+                    await out.write_row(row)
+
     async def one(self, stmt: BoundStatement, *, conn: Conn | None = None) -> Row | None:
         """Run ``stmt`` and return its first row, or None."""
         rows = await self.all(stmt, conn=conn)
@@ -113,11 +127,18 @@ class AsyncExecutor:
 
         Without ``conn``: a pooled connection in a new transaction, committed when the block ends
         and rolled back if it raises. With ``conn`` (a caller's): a savepoint inside the caller's
-        open transaction, so a failure undoes only the block and the caller's commit decides.
+        open transaction, so a failure undoes only the block and the caller's commit decides; on
+        an autocommit connection, a transaction of the block's own. A connection that is not in
+        autocommit mode and has no transaction open yet gets none of skiplock's: its first
+        statement opens the caller's (psycopg's implicit BEGIN), which the caller commits or
+        rolls back (a block of psycopg's own there would commit when it ends).
         Pass the yielded connection as ``conn=`` to the other methods.
         """
         with translated():
             if conn is not None:
+                if not conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+                    yield conn
+                    return
                 async with conn.transaction():
                     yield conn
                 return
