@@ -29,18 +29,14 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from skiplock._core import queries
-from skiplock._core.rows import parent_result_from_row
 from skiplock._core.text import ESCAPE_ARGS
-from skiplock._driver import jsonb
 from skiplock._driver.conninfo import resolve_dsn
-from skiplock._driver.executor_async import AsyncExecutor, Conn
 from skiplock._driver.listener_async import AsyncListener
 from skiplock.context import JobContext
 from skiplock.cron import CRON_REGISTRY
 from skiplock.errors import ConfigError, SkiplockError
 from skiplock.migrate_async import AsyncMigrator
-from skiplock.models import Job, ParentResult
+from skiplock.models import Job
 from skiplock.settings import (
     DEFAULT_GRACE_PERIOD,
     DEFAULT_LEASE,
@@ -56,7 +52,7 @@ from skiplock.settings import (
 )
 from skiplock.task import REGISTRY, Task
 from skiplock.worker.completer import Completer
-from skiplock.worker.database import WorkerDatabase
+from skiplock.worker.database import JobReads, WorkerDatabase, open_pool
 from skiplock.worker.inflight import Held, InFlight, Phase, WorkerStats, fields
 from skiplock.worker.lease import LeaseKeeper
 from skiplock.worker.maintenance import PartitionKeeper, Reaper, Scheduler, Service
@@ -179,7 +175,7 @@ class AsyncWorker:
         self._transactions = JobTransactions(
             self.dsn, max_size=self.concurrency, options=connection_options(self.pgbouncer)
         )
-        self._reads = _JobReads(self)
+        self._reads = JobReads(self._database, lambda: self._loop)
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop run() runs on
         self._listener: AsyncListener | None = None
         self._signals = 0
@@ -238,16 +234,7 @@ class AsyncWorker:
         """Run until ``stop()``, a signal, or (burst mode) until nothing is due."""
         if self.check_schema:
             await AsyncMigrator(self.dsn).check()
-        pool = AsyncExecutor.create(
-            self.dsn,
-            min_size=2,
-            max_size=max(4, min(self.concurrency, 10)),
-            timeout=10,
-            application_name="skiplock-worker",
-            options=connection_options(self.pgbouncer),
-            configure=_fast_json,
-        )
-        await pool.open(timeout=30)
+        pool = await open_pool(self.dsn, concurrency=self.concurrency, pgbouncer=self.pgbouncer)
         database = self._database
         database.attach(pool)
         self._transactions.start()
@@ -406,30 +393,3 @@ class AsyncWorker:
         self._completer.drain()
         if not acker.done():
             await asyncio.wait({acker}, timeout=None if not self.forced else 5)
-
-
-class _JobReads:
-    """What a running task may read through its worker (``current_job().parent_results()``):
-    on the worker's pool, from the event loop, or from a ``def`` task's thread."""
-
-    def __init__(self, worker: AsyncWorker) -> None:
-        self._worker = worker
-
-    async def aparent_results(self, job_id: int) -> list[ParentResult]:
-        rows = await self._worker._database.rows(queries.parent_results(job_id=job_id))
-        return [parent_result_from_row(r) for r in rows]
-
-    def parent_results(self, job_id: int) -> list[ParentResult]:
-        loop = self._worker._loop
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is None or running is loop:
-            raise ConfigError("parent_results() is for def tasks; an async def task awaits aparent_results()")
-        return asyncio.run_coroutine_threadsafe(self.aparent_results(job_id), loop).result()
-
-
-async def _fast_json(executor: AsyncExecutor, conn: Conn) -> None:
-    """The worker's connections decode JSON with the driver's faster decoder (``_driver.jsonb``)."""
-    await jsonb.configure_async(conn)
