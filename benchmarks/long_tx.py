@@ -1,11 +1,12 @@
 """Pickup and drain while something holds the xmin horizon back.
 
-A steady stream of single enqueues (400 jobs/s, one transaction each) runs against one worker with
-default settings, with a burst of 20,000 jobs every 5 minutes. After a baseline, a second session
+A steady stream of single enqueues (400 jobs/s, one transaction each) runs against one worker (skiplock
+with default settings; PGQueuer and graphile-worker as in the other benchmarks), with a burst of 20,000
+jobs every 5 minutes; the systems run one after the other, each on a database of its own. After a baseline, a second session
 holds the horizon — a ``REPEATABLE READ`` transaction left idle after one read (``snapshot``), a
 ``pg_dump`` whose output nobody reads (``pg_dump``), or a logical replication slot nobody consumes
-(``slot``) — for 30 minutes, then lets go. Every 10 seconds the run records pickup latency
-(``attempted_at - created_at``: the database's clock, from the enqueue statement to the claim),
+(``slot``) — for 30 minutes, then lets go. Every 10 seconds the run records pickup latency (from an
+enqueue being sent to its task's start, on one machine's clock, as the latency benchmark measures it),
 completions per second, the hot table's size with its indexes, its dead tuples and the claim's mean
 time (from ``pg_stat_statements``); every burst, how fast it drained.
 
@@ -15,7 +16,8 @@ the end. ``--autovacuum off`` turns autovacuum off on it (the shared CI server r
 
     python -m benchmarks.long_tx                      # 60 s baseline, 30 min hold, 2 min after
     python -m benchmarks.long_tx --holder pg_dump --hold 600
-    python -m benchmarks.long_tx --smoke              # 30 seconds, to check that it runs
+    python -m benchmarks.long_tx --systems skiplock --hold 600
+    python -m benchmarks.long_tx --smoke              # 30 seconds a system, to check that it runs
 
 The report is markdown on stdout (and JSON with ``--json FILE``), with the issue's bars checked
 window by window.
@@ -32,11 +34,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 
@@ -86,12 +89,55 @@ def fresh_database(admin: str, name: str) -> str:
     return dsn
 
 
-# -- the system under test -----------------------------------------------------------------------
+# -- the systems ---------------------------------------------------------------------------------
+#
+# Each system is measured the same way: its worker runs in a child process that reports, every
+# 100 ms on its stdout, each steady job's start (`s <i> <epoch>`) and how many burst jobs started
+# (`b <n> <epoch>`). Pickup is a steady job's start minus the time its enqueue was sent (one
+# machine's clock; the enqueue's own commit counts, as it does for the caller); completions per
+# second are the jobs started in a window (the tasks are no-ops); a burst has drained when all of
+# its jobs have started.
+
+
+class Events:
+    """What a worker child reports, read on a thread of the parent."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.steady: list[tuple[float, int]] = []  # (start, i)
+        self.bursts: list[tuple[float, int]] = []  # (report time, jobs started)
+        self.burst_started = 0
+        self.warm = threading.Event()  # the warm-up job (i = -1) ran: the worker is up
+        self._taken = (0, 0)
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            try:
+                kind, n, at = line.split()
+                number, when = int(n), float(at)
+            except ValueError:  # not a report: whatever else a worker prints
+                continue
+            if kind == b"s":
+                if number < 0:
+                    self.warm.set()
+                else:
+                    self.steady.append((when, number))
+            elif kind == b"b":
+                self.bursts.append((when, number))
+                self.burst_started += number
+
+    def take(self) -> tuple[list[tuple[float, int]], int]:
+        """The steady starts and the number of burst starts reported since the last take."""
+        s, b = len(self.steady), len(self.bursts)
+        steady, bursts = self.steady[self._taken[0] : s], self.bursts[self._taken[1] : b]
+        self._taken = (s, b)
+        return steady, sum(n for _, n in bursts)
 
 
 class Skiplock:
     name = "skiplock"
     hot = "skiplock.job"  # the table every claim and completion churns
+    dump = "skiplock.job_history*"  # what --holder pg_dump reads
     claim_like = "%skiplock.claim(%"  # how pg_stat_statements spells its claim
 
     def __init__(self, dsn: str) -> None:
@@ -109,12 +155,7 @@ class Skiplock:
         await self.client.close()
 
     def worker(self, log: Any) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.long_tx", "worker", self.dsn],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
+        return _python_worker("skiplock", self.dsn, log)
 
     async def enqueue(self, i: int) -> None:
         await self.client.enqueue("steady", {"i": i}, queue="bench")
@@ -125,57 +166,203 @@ class Skiplock:
         specs = [skiplock.JobSpec(task="burst", args={"i": i, "burst": tag}, queue="bulk") for i in range(n)]
         await self.client.enqueue_many(specs)
 
-    def ready(self, conn: psycopg.Connection[Any]) -> bool:
-        row = conn.execute("SELECT count(*) FROM skiplock.workers WHERE NOT stale").fetchone()
-        return bool(row and row[0])
 
-    def window(self, conn: psycopg.Connection[Any], start: float, end: float) -> dict[str, Any]:
-        row = conn.execute(
-            """
-            SELECT count(*) FILTER (WHERE finished_at >= to_timestamp(%(a)s) AND finished_at < to_timestamp(%(b)s)),
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM attempted_at - created_at))
-                       FILTER (WHERE task = 'steady' AND attempted_at >= to_timestamp(%(a)s)
-                               AND attempted_at < to_timestamp(%(b)s)),
-                   percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM attempted_at - created_at))
-                       FILTER (WHERE task = 'steady' AND attempted_at >= to_timestamp(%(a)s)
-                               AND attempted_at < to_timestamp(%(b)s))
-            FROM skiplock.job_history
-            WHERE finished_at >= to_timestamp(%(a)s) - interval '1 minute'
-            """,
-            {"a": start, "b": end},
-        ).fetchone()
-        assert row is not None
-        return {
-            "completions_per_s": row[0] / (end - start),
-            "pickup_p50_ms": None if row[1] is None else row[1] * 1000,
-            "pickup_p99_ms": None if row[2] is None else row[2] * 1000,
-        }
+class PGQueuer:
+    """PGQueuer 1.x on asyncpg, its worker with batch_size=500 (as in the drain benchmark)."""
 
-    def waiting(self, conn: psycopg.Connection[Any], tag: int) -> int:
-        row = conn.execute(
-            "SELECT count(*) FROM skiplock.job WHERE task = 'burst' AND (args ->> 'burst')::int = %s", [tag]
-        ).fetchone()
-        return int(row[0]) if row else 0
+    name = "pgqueuer"
+    hot = "pgqueuer"
+    dump = "pgqueuer_log"
+    claim_like = "%skip locked%"  # its dequeue; the only statement of the database that skips locks
+
+    def __init__(self, dsn: str) -> None:
+        from benchmarks import pgqueuer_system
+
+        self.dsn = dsn
+        self.setup = pgqueuer_system.setup
+        self.lanes: list[Any] = []
+
+    async def open(self) -> None:
+        import asyncpg
+        from pgqueuer.db import AsyncpgDriver
+        from pgqueuer.queries import Queries
+
+        from benchmarks.common import as_url
+
+        await asyncio.to_thread(self.setup, self.dsn)  # its own event loop, on a thread
+        # One connection per lane (an asyncpg connection runs one statement at a time), one for bursts.
+        self.conns = [await asyncpg.connect(as_url(self.dsn)) for _ in range(LANES + 1)]
+        self.lanes = [Queries(AsyncpgDriver(c)) for c in self.conns]
+
+    async def close(self) -> None:
+        for c in self.conns:
+            await c.close()
+
+    def worker(self, log: Any) -> subprocess.Popen[bytes]:
+        return _python_worker("pgqueuer", self.dsn, log)
+
+    async def enqueue(self, i: int) -> None:
+        await self.lanes[i % LANES].enqueue("steady", b'{"i": %d}' % i, 0)
+
+    async def burst(self, n: int, tag: int) -> None:
+        payloads = [b'{"i": %d, "burst": %d}' % (i, tag) for i in range(n)]
+        await self.lanes[LANES].enqueue(["burst"] * n, payloads, [0] * n)
 
 
-SYSTEMS = {"skiplock": Skiplock}
+class Graphile:
+    """graphile-worker 0.17.3 (Node), run() with the settings of its performance docs (as in
+    the other benchmarks); jobs added through its SQL API (add_job, add_jobs)."""
+
+    name = "graphile-worker"
+    hot = "graphile_worker._private_jobs"
+    dump = "graphile_worker._private_jobs"  # it keeps no history
+    claim_like = "%skip locked%"  # its get_job
+
+    def __init__(self, dsn: str) -> None:
+        from benchmarks import graphile_system
+        from benchmarks.common import as_url
+
+        self.dsn, self.url = dsn, as_url(dsn)
+        self.script = graphile_system.HERE / "bench.mjs"
+        self.setup = graphile_system.setup
+        self.lanes: list[psycopg.AsyncConnection[Any]] = []
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.setup, self.dsn)  # installs its schema
+        self.lanes = [
+            await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) for _ in range(LANES + 1)
+        ]
+
+    async def close(self) -> None:
+        for c in self.lanes:
+            await c.close()
+
+    def worker(self, log: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            ["node", str(self.script), self.url, "stream"], stdout=subprocess.PIPE, stderr=log, cwd=ROOT
+        )
+
+    async def enqueue(self, i: int) -> None:
+        await self.lanes[i % LANES].execute(
+            "SELECT graphile_worker.add_job('steady', json_build_object('i', %s::int))", [i]
+        )
+
+    async def burst(self, n: int, tag: int) -> None:
+        await self.lanes[LANES].execute(
+            "SELECT graphile_worker.add_jobs(ARRAY(SELECT ROW('burst', json_build_object('i', g, 'burst', %s::int),"
+            " NULL, NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec FROM generate_series(1, %s::int) AS g))",
+            [tag, n],
+        )
 
 
-def run_worker(dsn: str) -> None:
-    """Child process: one worker with default settings and no-op `def` tasks (what most users
-    write), until SIGTERM."""
-    import skiplock
+SYSTEMS: dict[str, Any] = {"skiplock": Skiplock, "pgqueuer": PGQueuer, "graphile-worker": Graphile}
 
-    @skiplock.task(queue="bench")
-    def steady(i: int) -> None:
-        return None
 
-    @skiplock.task(queue="bulk")
-    def burst(i: int, burst: int) -> None:
-        return None
+def _unavailable(system: str) -> str | None:
+    """Why ``system`` cannot run here, or None."""
+    if system not in SYSTEMS:
+        raise SystemExit(f"unknown system {system!r}; choose from {', '.join(SYSTEMS)}")
+    if system == "pgqueuer":
+        from benchmarks import pgqueuer_system
 
-    # The steady queue first: a burst uses the worker's spare capacity, as a batch import would.
-    skiplock.Worker([steady, burst], dsn=dsn, queues=["bench", "bulk"], install_signal_handlers=True).run()
+        return pgqueuer_system.available()
+    if system == "graphile-worker":
+        from benchmarks import graphile_system
+
+        return graphile_system.available()
+    return None
+
+
+def _python_worker(system: str, dsn: str, log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.long_tx", "worker", system, dsn],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )
+
+
+class Reporter:
+    """The child's side of :class:`Events`: tasks note their starts, a thread writes them out
+    every 100 ms (list appends and slice deletes are atomic, so tasks on threads may call it)."""
+
+    def __init__(self) -> None:
+        self._steady: list[str] = []
+        self._bursts: list[None] = []
+        threading.Thread(target=self._flush, daemon=True).start()
+
+    def steady(self, i: int) -> None:
+        self._steady.append(f"s {i} {time.time():.6f}\n")
+
+    def burst(self) -> None:
+        self._bursts.append(None)
+
+    def _flush(self) -> None:
+        out = sys.stdout.buffer
+        while True:
+            time.sleep(0.1)
+            lines, n = len(self._steady), len(self._bursts)
+            text = "".join(self._steady[:lines])
+            del self._steady[:lines]
+            del self._bursts[:n]
+            if n:
+                text += f"b {n} {time.time():.6f}\n"
+            if text:
+                out.write(text.encode())
+                out.flush()
+
+
+def run_worker(system: str, dsn: str) -> None:
+    """Child process: one worker of ``system`` until SIGTERM; skiplock with default settings and
+    no-op `def` tasks (what most users write)."""
+    report = Reporter()
+    if system == "skiplock":
+        import skiplock
+
+        @skiplock.task(queue="bench")
+        def steady(i: int) -> None:
+            report.steady(i)
+
+        @skiplock.task(queue="bulk")
+        def burst(i: int, burst: int) -> None:
+            report.burst()
+
+        # The steady queue first: a burst uses the worker's spare capacity, as a batch import would.
+        skiplock.Worker(
+            [steady, burst], dsn=dsn, queues=["bench", "bulk"], install_signal_handlers=True
+        ).run()
+    elif system == "pgqueuer":
+        asyncio.run(_pgqueuer_worker(dsn, report))
+    else:
+        raise SystemExit(f"unknown system {system}")
+
+
+async def _pgqueuer_worker(dsn: str, report: Reporter) -> None:
+    import signal
+
+    import asyncpg
+    from pgqueuer import PgQueuer
+    from pgqueuer.db import AsyncpgDriver
+
+    from benchmarks.common import as_url
+    from benchmarks.pgqueuer_system import BATCH_SIZE
+
+    conn = await asyncpg.connect(as_url(dsn))
+    pgq = PgQueuer(AsyncpgDriver(conn))
+
+    @pgq.entrypoint("steady")
+    async def steady(job: Any) -> None:
+        report.steady(json.loads(job.payload)["i"])
+
+    @pgq.entrypoint("burst")
+    async def burst(job: Any) -> None:
+        report.burst()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, pgq.shutdown.set)
+    try:
+        await pgq.run(batch_size=BATCH_SIZE)
+    finally:
+        await conn.close()
 
 
 # -- holders of the horizon ----------------------------------------------------------------------
@@ -184,8 +371,8 @@ def run_worker(dsn: str) -> None:
 class Holder:
     """Holds the xmin horizon of ``dsn``'s database from ``start()`` until ``stop()``."""
 
-    def __init__(self, kind: str, dsn: str, table: str) -> None:
-        self.kind, self.dsn, self.table = kind, dsn, table
+    def __init__(self, kind: str, dsn: str, table: str, dump: str) -> None:
+        self.kind, self.dsn, self.table, self.dump = kind, dsn, table, dump
         self._conn: psycopg.Connection[Any] | None = None
         self._dump: subprocess.Popen[bytes] | None = None
 
@@ -200,7 +387,7 @@ class Holder:
         elif self.kind == "pg_dump":
             # Its output is read by nobody: it blocks on a full pipe, inside its snapshot.
             self._dump = subprocess.Popen(
-                ["pg_dump", "--dbname", self.dsn, "--data-only", "--table", "skiplock.job_history*"],
+                ["pg_dump", "--dbname", self.dsn, "--data-only", "--table", self.dump],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
             )
@@ -268,7 +455,7 @@ def _hot(conn: psycopg.Connection[Any], table: str) -> tuple[float, int]:
 def _claim_stats(conn: psycopg.Connection[Any], like: str) -> tuple[float, int]:
     row = conn.execute(
         "SELECT coalesce(sum(total_exec_time), 0), coalesce(sum(calls), 0) FROM pg_stat_statements"
-        " WHERE query LIKE %s AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        " WHERE query ILIKE %s AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
         [like],
     ).fetchone()
     return (float(row[0]), int(row[1])) if row else (0.0, 0)
@@ -278,16 +465,17 @@ async def run(system_name: str, dsn: str, args: argparse.Namespace) -> Run:
     system = SYSTEMS[system_name](dsn)
     await system.open()
     result = Run(system_name, args.holder, args.autovacuum == "on", args.rate)
-    holder = Holder(args.holder, dsn, system.hot)
+    holder = Holder(args.holder, dsn, system.hot, system.dump)
     worker_log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     worker = system.worker(worker_log)
+    assert worker.stdout is not None
+    events = Events(worker.stdout)
     sampler = psycopg.connect(dsn, autocommit=True, application_name="sampler")
     stop = asyncio.Event()
-    deadline = time.time() + 60
-    while not system.ready(sampler):
-        if worker.poll() is not None or time.time() > deadline:
-            raise SystemExit(f"the {system_name} worker did not start (exit status {worker.poll()})")
-        await asyncio.sleep(0.05)
+    sent: dict[int, float] = {}
+    await system.enqueue(-1)  # the warm-up job: once it has run, the worker is up
+    if not await asyncio.to_thread(events.warm.wait, 120):
+        raise SystemExit(f"the {system_name} worker did not start (exit status {worker.poll()})")
     t0 = time.time()
     hold_at, release_at, end_at = (
         t0 + args.baseline,
@@ -306,6 +494,7 @@ async def run(system_name: str, dsn: str, args: argparse.Namespace) -> Run:
             delay = t0 + i / args.rate - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            sent[i] = time.time()
             await system.enqueue(i)
             i += lanes
 
@@ -321,8 +510,8 @@ async def run(system_name: str, dsn: str, args: argparse.Namespace) -> Run:
             result.bursts.append(burst)
             started = time.time()
             await system.burst(args.burst, tag)
-            # The database's state: there is no event to await.
-            while await asyncio.to_thread(system.waiting, sampler, tag) and not stop.is_set():  # noqa: ASYNC110
+            # The child's reports arrive on a thread: there is no event to await.
+            while events.burst_started < tag * args.burst and not stop.is_set():  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
             if not stop.is_set():
                 burst.seconds = time.time() - started
@@ -341,8 +530,9 @@ async def run(system_name: str, dsn: str, args: argparse.Namespace) -> Run:
             elif held and now >= release_at:
                 holder.stop()
                 held = False
+            steady, bursts = events.take()
+            pickups = sorted((t - sent[i]) * 1000 for t, i in steady if i in sent)
             # Off the event loop: the steady enqueues go on meanwhile.
-            seen = await asyncio.to_thread(system.window, sampler, last, now)
             mib, dead = await asyncio.to_thread(_hot, sampler, system.hot)
             claim_now = await asyncio.to_thread(_claim_stats, sampler, system.claim_like)
             calls = claim_now[1] - claim_before[1]
@@ -355,7 +545,9 @@ async def run(system_name: str, dsn: str, args: argparse.Namespace) -> Run:
                     hot_mib=mib,
                     dead_tuples=dead,
                     claim_ms=claim_ms,
-                    **seen,
+                    completions_per_s=(len(steady) + bursts) / (now - last),
+                    pickup_p50_ms=_quantile(pickups, 0.5),
+                    pickup_p99_ms=_quantile(pickups, 0.99),
                 )
             )
             print(_line(result.windows[-1]), file=sys.stderr, flush=True)
@@ -383,6 +575,10 @@ async def run(system_name: str, dsn: str, args: argparse.Namespace) -> Run:
         sampler.close()
         await system.close()
     return result
+
+
+def _quantile(ordered: list[float], q: float) -> float | None:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
 
 
 def _line(w: Window) -> str:
@@ -464,11 +660,11 @@ def markdown(runs: list[Run], args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) >= 3 and sys.argv[1] == "worker":
-        run_worker(sys.argv[2])
+    if len(sys.argv) >= 4 and sys.argv[1] == "worker":
+        run_worker(sys.argv[2], sys.argv[3])
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--systems", default="skiplock")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated, run one after the other")
     p.add_argument("--holder", choices=["snapshot", "pg_dump", "slot"], default="snapshot")
     p.add_argument("--autovacuum", choices=["on", "off"], default="on")
     p.add_argument("--rate", type=int, default=400, help="steady single enqueues per second")
@@ -487,7 +683,10 @@ def main() -> None:
     runs = []
     with cluster(args.port, autovacuum=args.autovacuum == "on", logical=args.holder == "slot") as admin:
         for name in args.systems.split(","):
-            dsn = fresh_database(admin, f"longtx_{name}")
+            if why := _unavailable(name):
+                print(f"{name}: skipped, {why}", file=sys.stderr)
+                continue
+            dsn = fresh_database(admin, f"longtx_{name.replace('-', '_')}")
             runs.append(asyncio.run(run(name, dsn, args)))
     print(markdown(runs, args))
     if args.json:

@@ -1,12 +1,13 @@
 // graphile-worker side of the skiplock benchmarks: `node bench.mjs CONNECTION COMMAND ...`.
 // CONNECTION is a libpq URL; graphile-worker keeps its own schema (graphile_worker) there.
-// Commands print one JSON line: setup | batch N SIZE | single N | drain | latency RATE N.
+// Commands print one JSON line: setup | batch N SIZE | single N | drain | latency RATE N;
+// `stream` runs a worker until SIGTERM and reports its jobs' starts (benchmarks/long_tx.py).
 // Configured as graphile-worker's website/docs/performance.md recommends for throughput:
 // concurrentJobs 24, maxPoolSize 25, a local queue of 500, completions and failures flushed
 // without a batching delay. `drain` is runOnce() (work until nothing is left, then exit);
 // `latency` runs a worker with run() in a child process, as a deployed worker would run.
 import { performance } from 'node:perf_hooks';
-import { latency, print, recorder, stopped } from '../node_peer.mjs';
+import { latency, now, print, recorder, stopped } from '../node_peer.mjs';
 import graphile from 'graphile-worker';
 
 const { Logger, makeWorkerUtils, run, runOnce } = graphile;
@@ -74,6 +75,23 @@ async function main() {
     const runner = await run(options({ noop: async ({ i }) => record(i) }));
     await stopped();
     await runner.stop();
+  } else if (command === 'stream') {
+    // Child of benchmarks/long_tx.py: every 100 ms, each steady job's start (`s i t`) and how
+    // many burst jobs started (`b n t`), t in epoch seconds.
+    let lines = [];
+    let bursts = 0;
+    const flush = setInterval(() => {
+      if (bursts) { lines.push(`b ${bursts} ${now()}`); bursts = 0; }
+      if (lines.length) { process.stdout.write(lines.join('\n') + '\n'); lines = []; }
+    }, 100);
+    const runner = await run(options({
+      steady: async ({ i }) => { lines.push(`s ${i} ${now()}`); },
+      burst: async () => { bursts++; },
+    }));
+    await new Promise((resolve) => process.on('SIGTERM', resolve));
+    await runner.stop();
+    clearInterval(flush);
+    process.exit(0);
   } else if (command === 'latency') {
     const [rate, n] = rest.map(Number);
     const u = await utils();
