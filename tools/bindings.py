@@ -12,10 +12,10 @@ at the top of sql/queries/job.sql; skiplock._sql parses it, here and at run time
 from __future__ import annotations
 
 import keyword
-import subprocess
 import sys
 from pathlib import Path
 
+from async_to_sync import ruff_format  # a sibling script: tools/ is on the path when it runs
 from skiplock._sql import Statement, parse_queries
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,20 +133,7 @@ def render() -> str:
         *[f'    "{n}",' for n in sorted(names)],
         "]",
     ]
-    return _formatted("\n".join(head + body) + "\n")
-
-
-def _formatted(text: str) -> str:
-    # ruff (a dev dependency, like this tool) wraps the long signatures the same way each time.
-    done = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--stdin-filename", str(TARGET), "-"],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    return done.stdout
+    return ruff_format("\n".join(head + body) + "\n", TARGET)
 
 
 def main(argv: list[str]) -> int:
