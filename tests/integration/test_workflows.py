@@ -3,7 +3,7 @@ run by real workers on the real database."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -26,9 +26,14 @@ async def test_a_diamond_runs_each_job_after_all_its_parents(dsn, client, conn):
     """Pass: fetch -> (resize, thumbnail) -> publish on 4 concurrent slots: every job starts after
     each of its parents finished, and each runs once."""
     ran: list[str] = []
+    started: dict[str, datetime] = {}
 
     @skiplock.task(queue="media")
     async def step(name: str) -> str:
+        # The task's own clock (the server's, on this host): a job's attempted_at is its claim's
+        # transaction start, which may precede a parent's finished_at when the claim began just
+        # before that completion and saw it commit part-way through.
+        started[name] = datetime.now(UTC)
         ran.append(name)
         return name
 
@@ -43,8 +48,9 @@ async def test_a_diamond_runs_each_job_after_all_its_parents(dsn, client, conn):
     done = history(conn)
     p, t, r, f = ids
     assert all(done[i][0] == "completed" for i in ids)
+    names = {p: "publish", t: "thumbnail", r: "resize", f: "fetch"}
     for child, parents in ((r, [f]), (t, [f]), (p, [r, t])):
-        assert all(done[child][1] >= done[parent][2] for parent in parents)
+        assert all(started[names[child]] >= done[parent][2] for parent in parents)
     assert sorted(ran) == ["fetch", "publish", "resize", "thumbnail"]
     assert ran[0] == "fetch"
     assert ran[-1] == "publish"
